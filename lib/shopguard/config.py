@@ -1,0 +1,275 @@
+"""Configuration as data: YAML files under conf/, merged, then validated once into typed settings.
+
+Merge order (later wins): conf/base/*.yml -> conf/profiles/<profile>.yml -> conf/local/*.yml (git-ignored)
+-> each --conf-file -> each --set section.key=value. Unknown keys and wrong types fail at start-up with a
+message that names the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shopguard import schemas
+
+DEFAULT_CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is missing, malformed or holds a value of the wrong kind."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SparkSettings(_Section):
+    master: str = "local[*]"
+    app_name: str = "shopguard"
+    # Passed to spark-submit (so driver memory applies) and to the session builder.
+    conf: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("conf", mode="before")
+    @classmethod
+    def _stringify(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
+        return value
+
+
+class TableSettings(_Section):
+    """Where each table lives. Relative paths are under `root`; `root` itself is relative to the cwd."""
+
+    root: str = "./data"
+    clicks: str = "raw/clicks"
+    transactions: str = "raw/transactions"
+    labels: str = "raw/labels"
+    features: str = "features"
+    scores: str = "scores"
+    quarantine: str = "quarantine"
+    evaluations: str = "evaluations"
+    models: str = "models"
+
+    def path(self, name: str) -> str:
+        """Absolute location of table `name` (a URI stays a URI)."""
+        location = getattr(self, name)
+        if _is_uri(location) or os.path.isabs(location):
+            return location
+        root = self.root if _is_uri(self.root) else os.path.abspath(self.root)
+        return f"{root.rstrip('/')}/{location}"
+
+
+def _is_uri(location: str) -> bool:
+    return "://" in location
+
+
+class StorageSettings(_Section):
+    # auto: delta-spark when the Delta jars are on Spark's classpath, else Spark + delta-rs.
+    backend: Literal["auto", "delta-spark", "delta-rs"] = "auto"
+    # Options for delta-rs on object stores (e.g. AWS_REGION); put credentials in conf/local or the environment.
+    storage_options: dict[str, str] = Field(default_factory=dict)
+
+
+def _identity_mapping(table: str) -> dict[str, str]:
+    return {field.name: field.name for field in schemas.CANONICAL[table].fields}
+
+
+class ColumnSettings(_Section):
+    """canonical name -> the source table's column name, for platforms whose logs use other names."""
+
+    clicks: dict[str, str] = Field(default_factory=lambda: _identity_mapping("clicks"))
+    transactions: dict[str, str] = Field(default_factory=lambda: _identity_mapping("transactions"))
+    labels: dict[str, str] = Field(default_factory=lambda: _identity_mapping("labels"))
+
+    @model_validator(mode="after")
+    def _only_canonical_names(self) -> "ColumnSettings":
+        for table in ("clicks", "transactions", "labels"):
+            mapping = getattr(self, table)
+            known = set(schemas.CANONICAL[table].fieldNames())
+            unknown = sorted(set(mapping) - known)
+            if unknown:
+                raise ValueError(
+                    f"columns.{table} maps unknown canonical column(s) {unknown}; expected some of {sorted(known)}"
+                )
+        return self
+
+    def mapping(self, table: str) -> dict[str, str]:
+        """Full canonical -> source mapping; columns not mentioned keep their canonical name."""
+        return {**_identity_mapping(table), **getattr(self, table)}
+
+
+class ValidationSettings(_Section):
+    max_future_minutes: int = Field(60, ge=0)
+    min_event_date: str = "2000-01-01"
+    max_string_length: int = Field(256, gt=0)
+    rating_min: int = 1
+    rating_max: int = 5
+    max_amount: float = Field(1_000_000.0, gt=0)
+    max_quantity: int = Field(100_000, gt=0)
+    # Amounts are converted to the base currency with these rates; other currencies are quarantined.
+    currency_rates: dict[str, float] = Field(default_factory=lambda: {"EUR": 1.0})
+
+
+class FeatureSettings(_Section):
+    windows_days: list[int] = Field(default_factory=lambda: [1, 7, 30])
+    lifetime_days: int = Field(90, gt=0)
+    night_start_hour: int = Field(0, ge=0, le=23)
+    night_end_hour: int = Field(6, ge=0, le=24)
+    fast_gap_seconds: int = Field(5, gt=0)
+    short_dwell_ms: int = Field(2000, gt=0)
+
+    @model_validator(mode="after")
+    def _windows_fit_lifetime(self) -> "FeatureSettings":
+        if not self.windows_days or any(w <= 0 for w in self.windows_days):
+            raise ValueError(f"features.windows_days must be positive day counts, got {self.windows_days}")
+        if max(self.windows_days) > self.lifetime_days:
+            raise ValueError(
+                f"features.lifetime_days ({self.lifetime_days}) must be >= the longest window "
+                f"({max(self.windows_days)})"
+            )
+        return self
+
+
+class ModelSettings(_Section):
+    mode: Literal["autoencoder", "classifier"] = "autoencoder"
+    name: str = "shopguard"
+    hidden_units: list[int] = Field(default_factory=lambda: [64, 32])
+    latent_units: int = Field(8, gt=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    epochs: int = Field(40, gt=0)
+    batch_size: int = Field(256, gt=0)
+    learning_rate: float = Field(1e-3, gt=0)
+    validation_fraction: float = Field(0.2, gt=0, lt=1)
+    early_stopping_patience: int = Field(4, ge=0)
+    seed: int = 42
+    # Snapshots to train on: the last N snapshot dates up to and including --date.
+    training_snapshots: int = Field(1, gt=0)
+    max_training_rows: int = Field(2_000_000, gt=0)
+    # Thresholds are exact quantiles of the training scores (percent, 0-100).
+    alert_percentile: float = Field(99.0, gt=0, lt=100)
+    block_percentile: float = Field(99.9, gt=0, lt=100)
+
+    @model_validator(mode="after")
+    def _block_above_alert(self) -> "ModelSettings":
+        if self.block_percentile < self.alert_percentile:
+            raise ValueError(
+                f"model.block_percentile ({self.block_percentile}) must be >= model.alert_percentile "
+                f"({self.alert_percentile})"
+            )
+        return self
+
+
+class ScoringSettings(_Section):
+    # Explicit score thresholds override the ones stored with the model.
+    alert_threshold: float | None = None
+    block_threshold: float | None = None
+    n_reasons: int = Field(3, ge=0, le=20)
+    batch_rows: int = Field(4096, gt=0)
+    model_version: str | None = None  # None: the newest model
+
+
+class GenerateSettings(_Section):
+    users: int = Field(5000, gt=0)
+    days: int = Field(30, gt=0)
+    end_date: str = "2026-11-22"
+    seed: int = 7
+    anomaly_share: float = Field(0.02, ge=0, lt=0.5)
+    users_per_block: int = Field(500, gt=0)
+
+
+class Settings(_Section):
+    profile: str = "local"
+    spark: SparkSettings = Field(default_factory=SparkSettings)
+    tables: TableSettings = Field(default_factory=TableSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    columns: ColumnSettings = Field(default_factory=ColumnSettings)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    scoring: ScoringSettings = Field(default_factory=ScoringSettings)
+    generate: GenerateSettings = Field(default_factory=GenerateSettings)
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Merge nested dicts; values of `override` win, dicts merge key by key."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """`section.key=value` -> {"section": {"key": value}}; the value is read as YAML (numbers, lists, null)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    dotted, raw = text.split("=", 1)
+    keys = dotted.strip().split(".")
+    if not all(keys):
+        raise ConfigError(f"override {text!r} has an empty key; expected section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from exc
+    if keys[0] == "spark" and len(keys) > 2 and keys[1] == "conf":
+        # Spark keys contain dots: spark.conf.spark.sql.shuffle.partitions=4
+        return {"spark": {"conf": {".".join(keys[2:]): value}}}
+    nested: dict[str, Any] = {keys[-1]: value}
+    for key in reversed(keys[:-1]):
+        nested = {key: nested}
+    return nested
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        content = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level, got {type(content).__name__}")
+    return content
+
+
+def load_settings(
+    profile: str = "local",
+    conf_files: list[str] | tuple[str, ...] = (),
+    overrides: list[str] | tuple[str, ...] = (),
+    conf_dir: Path | str = DEFAULT_CONF_DIR,
+) -> Settings:
+    """Merge the configuration layers and validate them into `Settings`."""
+    conf_dir = Path(conf_dir)
+    layers: list[Path] = sorted((conf_dir / "base").glob("*.yml"))
+    profile_file = conf_dir / "profiles" / f"{profile}.yml"
+    if not profile_file.exists():
+        available = sorted(p.stem for p in (conf_dir / "profiles").glob("*.yml"))
+        raise ConfigError(f"unknown profile {profile!r}: no {profile_file}; expected one of {available}")
+    layers.append(profile_file)
+    layers.extend(sorted((conf_dir / "local").glob("*.yml")))
+    for extra in conf_files:
+        path = Path(extra)
+        if not path.exists():
+            raise ConfigError(f"--conf-file {extra}: no such file")
+        layers.append(path)
+
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged = deep_merge(merged, _read_yaml(layer))
+    for text in overrides:
+        merged = deep_merge(merged, parse_override(text))
+    merged["profile"] = profile
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or '<top>'}: {error['msg']}"
+            + (f" (got {error['input']!r})" if not isinstance(error.get("input"), dict) else "")
+            for error in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration ({', '.join(str(p) for p in layers)}): {problems}") from None

@@ -1,0 +1,536 @@
+"""Delta tables, read and written two ways behind one small interface.
+
+* `DeltaSparkStorage`: delta-spark, when the Delta jars are on Spark's classpath (production clusters).
+  Thin on purpose: it cannot be tested on machines without the jars.
+* `DeltaRsStorage`: Spark writes and reads the Parquet files in parallel; delta-rs (`deltalake`) keeps the
+  Delta log: the list of files of each version and the atomic commit that adds and removes them.
+
+Either way the result is a genuine Delta table. Layout of a delta-rs write::
+
+    <table>/w-<utc time>-<id>/<partition>=<value>/part-....parquet
+
+Each write lands in a folder of its own, so Spark's committers of two concurrent writes never share a
+`_temporary` folder and files of an unfinished write never mix with committed ones; files that no commit
+references (a crashed run, a replaced partition) are removed by `vacuum` once older than the retention.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from typing import Any, Literal
+from urllib.parse import unquote
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+
+log = logging.getLogger(__name__)
+
+Predicate = tuple[str, str, Any]
+"""(partition column, operator, value): operators =, !=, <, <=, >, >=, in, not in."""
+
+WriteMode = Literal["append", "overwrite"]
+
+_OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "in", "not in")
+
+
+class StorageError(RuntimeError):
+    """A Delta table could not be read or written as asked."""
+
+
+class SchemaMismatchError(StorageError):
+    """The rows to write do not have the table's schema; nothing was written."""
+
+
+class ConcurrentWriteError(StorageError):
+    """Another writer committed a conflicting change first; nothing of this write was committed."""
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One version of a table as its history records it."""
+
+    version: int
+    timestamp: datetime
+    operation: str
+    info: dict[str, Any]
+
+
+class DeltaStorage(ABC):
+    """How jobs read and write Delta tables; pick one with `open_storage`."""
+
+    name: str
+
+    def __init__(self, spark: SparkSession, storage_options: dict[str, str] | None = None) -> None:
+        self.spark = spark
+        self.storage_options = dict(storage_options or {})
+
+    @abstractmethod
+    def exists(self, path: str) -> bool: ...
+
+    @abstractmethod
+    def version(self, path: str) -> int:
+        """Latest version; raises StorageError when there is no table at `path`."""
+
+    @abstractmethod
+    def read(self, path: str, *, version: int | None = None, where: Sequence[Predicate] = ()) -> DataFrame:
+        """Rows of the table (at `version`), partition columns included; `where` prunes partitions."""
+
+    @abstractmethod
+    def write(
+        self,
+        df: DataFrame,
+        path: str,
+        *,
+        mode: WriteMode,
+        partition_by: str | None = None,
+        replace_partitions: Sequence[Any] | None = None,
+        commit_info: dict[str, Any] | None = None,
+    ) -> int:
+        """Write `df` in one commit and return the new version.
+
+        mode="append" adds rows; mode="overwrite" replaces the whole table, or with `replace_partitions`
+        only those values of `partition_by` (rows of `df` outside them are refused).
+        """
+
+    @abstractmethod
+    def history(self, path: str, limit: int | None = None) -> list[Commit]:
+        """Newest first."""
+
+    @abstractmethod
+    def vacuum(self, path: str, *, retention_hours: int, dry_run: bool = False) -> list[str]:
+        """Delete files no version within the retention references; returns them."""
+
+    def schema(self, path: str) -> T.StructType:
+        return self.read(path).schema
+
+
+# --------------------------------------------------------------------------- helpers shared by both
+
+
+def _check_predicates(where: Sequence[Predicate], partition_columns: Sequence[str]) -> None:
+    for column, op, _ in where:
+        if op not in _OPERATORS:
+            raise ValueError(f"unsupported operator {op!r} in {column!r} filter; expected one of {_OPERATORS}")
+        if column not in partition_columns:
+            raise ValueError(
+                f"filter on {column!r}: only partition columns {list(partition_columns)} can prune a read"
+            )
+
+
+def _predicate_column(column: str, op: str, value: Any) -> Column:
+    col = F.col(column)
+    if op == "in":
+        return col.isin(list(value))
+    if op == "not in":
+        return ~col.isin(list(value))
+    return {
+        "=": col == value,
+        "!=": col != value,
+        "<": col < value,
+        "<=": col <= value,
+        ">": col > value,
+        ">=": col >= value,
+    }[op]
+
+
+def _partition_literal(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def _same_schema(actual: T.StructType, expected: T.StructType) -> list[str]:
+    """Differences by column name and type (nullability and order aside)."""
+    problems = []
+    have = {f.name: f.dataType for f in actual.fields}
+    want = {f.name: f.dataType for f in expected.fields}
+    for name, dtype in want.items():
+        if name not in have:
+            problems.append(f"missing column {name!r} ({dtype.simpleString()})")
+        elif have[name] != dtype:
+            problems.append(
+                f"column {name!r} is {have[name].simpleString()}, the table has {dtype.simpleString()}"
+            )
+    for name in have:
+        if name not in want:
+            problems.append(f"column {name!r} is not in the table")
+    return problems
+
+
+def _commit_json(commit_info: dict[str, Any] | None, write_id: str) -> str:
+    return json.dumps({**(commit_info or {}), "write_id": write_id}, default=str, sort_keys=True)
+
+
+# --------------------------------------------------------------------------- delta-spark
+
+
+class DeltaSparkStorage(DeltaStorage):
+    """delta-spark on the JVM. Needs io.delta:delta-spark on the classpath and the Delta SQL extensions."""
+
+    name = "delta-spark"
+
+    def _table(self, path: str):
+        from delta.tables import DeltaTable
+
+        return DeltaTable.forPath(self.spark, path)
+
+    def exists(self, path: str) -> bool:
+        from delta.tables import DeltaTable
+
+        return DeltaTable.isDeltaTable(self.spark, path)
+
+    def version(self, path: str) -> int:
+        if not self.exists(path):
+            raise StorageError(f"no Delta table at {path}")
+        return int(self._table(path).history(1).collect()[0]["version"])
+
+    def read(self, path: str, *, version: int | None = None, where: Sequence[Predicate] = ()) -> DataFrame:
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        df = reader.load(path)
+        for column, op, value in where:
+            df = df.where(_predicate_column(column, op, value))
+        return df
+
+    def write(self, df, path, *, mode, partition_by=None, replace_partitions=None, commit_info=None) -> int:
+        write_id = uuid.uuid4().hex
+        if self.exists(path):
+            problems = _same_schema(df.schema, self._table(path).toDF().schema)
+            if problems:
+                raise SchemaMismatchError(f"cannot write to {path}: " + "; ".join(problems))
+        writer = df.write.format("delta").mode(mode).option("userMetadata", _commit_json(commit_info, write_id))
+        if partition_by:
+            writer = writer.partitionBy(partition_by)
+        if replace_partitions is not None:
+            if mode != "overwrite" or not partition_by:
+                raise ValueError("replace_partitions needs mode='overwrite' and partition_by")
+            values = ", ".join(f"'{_partition_literal(v)}'" for v in replace_partitions)
+            writer = writer.option("replaceWhere", f"`{partition_by}` IN ({values})")
+        writer.save(path)
+        return self.version(path)
+
+    def history(self, path: str, limit: int | None = None) -> list[Commit]:
+        rows = self._table(path).history(limit).collect() if limit else self._table(path).history().collect()
+        return [
+            Commit(
+                version=int(r["version"]),
+                timestamp=r["timestamp"],
+                operation=r["operation"],
+                info=json.loads(r["userMetadata"]) if r["userMetadata"] else {},
+            )
+            for r in rows
+        ]
+
+    def vacuum(self, path: str, *, retention_hours: int, dry_run: bool = False) -> list[str]:
+        if dry_run:
+            rows = self.spark.sql(f"VACUUM delta.`{path}` RETAIN {retention_hours} HOURS DRY RUN").collect()
+            return [r[0] for r in rows]
+        self._table(path).vacuum(retention_hours)
+        return []
+
+
+# --------------------------------------------------------------------------- Spark + delta-rs
+
+
+def _rs_uri(path: str) -> str:
+    """delta-rs and pyarrow spell S3 `s3://`; Hadoop's connector is `s3a://`."""
+    return "s3://" + path[len("s3a://") :] if path.startswith("s3a://") else path
+
+
+def _spark_uri(uri: str) -> str:
+    return "s3a://" + uri[len("s3://") :] if uri.startswith("s3://") else uri
+
+
+class DeltaRsStorage(DeltaStorage):
+    """Spark moves the data; delta-rs keeps the log. Works with no JVM Delta at all."""
+
+    name = "delta-rs"
+
+    def _table(self, path: str, version: int | None = None):
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        try:
+            return DeltaTable(_rs_uri(path), version=version, storage_options=self.storage_options or None)
+        except TableNotFoundError as exc:
+            raise StorageError(f"no Delta table at {path}") from exc
+
+    def exists(self, path: str) -> bool:
+        from deltalake import DeltaTable
+
+        return DeltaTable.is_deltatable(_rs_uri(path), storage_options=self.storage_options or None)
+
+    def version(self, path: str) -> int:
+        return self._table(path).version()
+
+    def _spark_schema(self, table) -> T.StructType:
+        return from_arrow_schema(pa.schema(table.schema().to_arrow()))
+
+    def schema(self, path: str) -> T.StructType:
+        return self._spark_schema(self._table(path))
+
+    def read(self, path: str, *, version: int | None = None, where: Sequence[Predicate] = ()) -> DataFrame:
+        table = self._table(path, version)
+        unsupported = set(table.protocol().reader_features or []) - {"timestampNtz"}
+        if unsupported:
+            raise StorageError(
+                f"{path} uses Delta reader features {sorted(unsupported)} that the delta-rs backend does not "
+                "read through Spark; use the delta-spark backend (storage.backend: delta-spark)"
+            )
+        schema = self._spark_schema(table)
+        partition_columns = list(table.metadata().partition_columns)
+        _check_predicates(where, partition_columns)
+
+        actions = pa.table(table.get_add_actions(flatten=True))
+        for column, op, value in where:
+            actions = actions.filter(_arrow_predicate(actions[f"partition.{column}"], op, value))
+        if actions.num_rows == 0:
+            return self.spark.createDataFrame([], schema)
+
+        root = table.table_uri.rstrip("/")
+        paths = actions["path"].to_pylist()
+        uris = [_spark_uri(p if "://" in p else f"{root}/{p}") for p in paths]
+        data_schema = T.StructType([f for f in schema.fields if f.name not in partition_columns])
+        data = self.spark.read.schema(data_schema).parquet(*uris)
+        if not partition_columns:
+            return data
+
+        # Partition values live in the Delta log, not in the files: join them back by file name, in one scan
+        # whatever the folder layout (delta-spark, delta-rs and this writer lay files out differently).
+        file_names = [p.rsplit("/", 1)[-1] for p in paths]
+        if len(set(file_names)) != len(file_names):
+            raise StorageError(f"{path}: file names repeat across folders; read it with the delta-spark backend")
+        partition_values = pa.table(
+            {"_file": file_names, **{c: actions[f"partition.{c}"] for c in partition_columns}}
+        )
+        partition_schema = T.StructType(
+            [T.StructField("_file", T.StringType())] + [schema[c] for c in partition_columns]
+        )
+        values_df = self.spark.createDataFrame(partition_values.to_pandas(), partition_schema)
+        joined = data.withColumn("_file", F.col("_metadata.file_name")).join(
+            F.broadcast(values_df), on="_file", how="inner"
+        )
+        return joined.select(*schema.fieldNames())
+
+    def write(self, df, path, *, mode, partition_by=None, replace_partitions=None, commit_info=None) -> int:
+        from deltalake import Schema
+        from deltalake.exceptions import CommitFailedError
+        from deltalake.transaction import CommitProperties, create_table_with_add_actions
+
+        if mode not in ("append", "overwrite"):
+            raise ValueError(f"mode must be 'append' or 'overwrite', got {mode!r}")
+        if replace_partitions is not None and (mode != "overwrite" or not partition_by):
+            raise ValueError("replace_partitions needs mode='overwrite' and partition_by")
+        if partition_by and partition_by not in df.columns:
+            raise ValueError(f"partition column {partition_by!r} is not among the columns {df.columns}")
+
+        exists = self.exists(path)
+        if exists:  # Checked before Spark writes a single file.
+            table = self._table(path)
+            problems = _same_schema(df.schema, self._spark_schema(table))
+            table_partitions = list(table.metadata().partition_columns)
+            if table_partitions != ([partition_by] if partition_by else []):
+                problems.append(f"the table is partitioned by {table_partitions}, the write by {partition_by!r}")
+            if problems:
+                raise SchemaMismatchError(f"cannot write to {path}: " + "; ".join(problems))
+            df = df.select(*self._spark_schema(table).fieldNames())
+
+        write_id = f"w-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
+        write_dir = f"{path.rstrip('/')}/{write_id}"
+        writer = df.write.mode("errorifexists")
+        if partition_by:
+            writer = writer.partitionBy(partition_by)
+        writer.parquet(write_dir)
+
+        files = self._list_files(write_dir)
+        actions = []
+        for file_path, size, modified in files:
+            relative = file_path[len(path.rstrip("/")) + 1 :]
+            values = _partition_values_from_path(relative)
+            if partition_by and partition_by not in values:
+                raise StorageError(f"written file {file_path} has no {partition_by}= folder")
+            actions.append((relative, size, modified, {partition_by: values[partition_by]} if partition_by else {}))
+
+        if replace_partitions is not None:
+            allowed = {_partition_literal(v) for v in replace_partitions}
+            stray = sorted({a[3][partition_by] for a in actions} - allowed)
+            if stray:
+                self._delete(write_dir)
+                raise StorageError(
+                    f"rows for {partition_by} {stray} outside the partitions being replaced {sorted(allowed)}"
+                )
+
+        add_actions = [_add_action(*a) for a in actions]
+        arrow_schema = _nullable(to_arrow_schema(df.schema, timezone="UTC"))
+        properties = CommitProperties(custom_metadata={"userMetadata": _commit_json(commit_info, write_id)})
+        try:
+            if not exists:
+                try:
+                    create_table_with_add_actions(
+                        _rs_uri(path),
+                        Schema.from_arrow(arrow_schema),
+                        add_actions,
+                        mode="error",
+                        partition_by=[partition_by] if partition_by else None,
+                        storage_options=self.storage_options or None,
+                        commit_properties=properties,
+                    )
+                    return self._version_of(path, write_id)
+                except Exception:
+                    if not self.exists(path):
+                        raise
+                    # Another writer created the table meanwhile: commit as an ordinary write below.
+            filters = None
+            if replace_partitions is not None:
+                filters = [(partition_by, "in", sorted({_partition_literal(v) for v in replace_partitions}))]
+            self._table(path).create_write_transaction(
+                add_actions,
+                mode,
+                arrow_schema,
+                partition_by=[partition_by] if partition_by else None,
+                partition_filters=filters,
+                commit_properties=properties,
+            )
+        except CommitFailedError as exc:
+            self._delete(write_dir)
+            raise ConcurrentWriteError(
+                f"another job committed a conflicting change to {path} first; this write ({write_id}) was "
+                f"not committed and the table is unchanged by it. Rerun the job. ({exc})"
+            ) from exc
+        return self._version_of(path, write_id)
+
+    def _version_of(self, path: str, write_id: str) -> int:
+        for commit in self.history(path, limit=50):
+            if commit.info.get("write_id") == write_id:
+                return commit.version
+        raise StorageError(f"commit of write {write_id} not found in the history of {path}")
+
+    def _hadoop_fs(self, path: str):
+        jvm = self.spark.sparkContext._jvm
+        hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+        return hadoop_path, hadoop_path.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())
+
+    def _list_files(self, directory: str) -> list[tuple[str, int, int]]:
+        """(path as written under the table, size, modification time ms) of each Parquet file."""
+        hadoop_path, fs = self._hadoop_fs(directory)
+        qualified_root = fs.makeQualified(hadoop_path).toString()
+        found = []
+        iterator = fs.listFiles(hadoop_path, True)
+        while iterator.hasNext():
+            status = iterator.next()
+            name = status.getPath().getName()
+            if name.startswith(("_", ".")) or not name.endswith(".parquet"):
+                continue
+            qualified = status.getPath().toString()
+            relative = qualified[len(qualified_root) :].lstrip("/")
+            found.append((f"{directory.rstrip('/')}/{relative}", status.getLen(), status.getModificationTime()))
+        return found
+
+    def _delete(self, directory: str) -> None:
+        try:
+            hadoop_path, fs = self._hadoop_fs(directory)
+            fs.delete(hadoop_path, True)
+        except Exception:  # best effort: vacuum removes what is left
+            log.warning("could not remove uncommitted files under %s; vacuum will", directory)
+
+    def history(self, path: str, limit: int | None = None) -> list[Commit]:
+        commits = []
+        for entry in self._table(path).history(limit):
+            raw = entry.get("userMetadata")
+            try:
+                info = json.loads(raw) if isinstance(raw, str) else {}
+            except json.JSONDecodeError:
+                info = {"userMetadata": raw}
+            commits.append(
+                Commit(
+                    version=int(entry["version"]),
+                    timestamp=datetime.fromtimestamp(entry["timestamp"] / 1000, tz=timezone.utc),
+                    operation=str(entry.get("operation")),
+                    info=info,
+                )
+            )
+        return commits
+
+    def vacuum(self, path: str, *, retention_hours: int, dry_run: bool = False) -> list[str]:
+        return list(self._table(path).vacuum(retention_hours=retention_hours, dry_run=dry_run))
+
+
+def _add_action(relative: str, size: int, modified_ms: int, partition_values: dict[str, str | None]):
+    from deltalake.transaction import AddAction
+
+    return AddAction(relative, size, partition_values, modified_ms, True, None)
+
+
+def _nullable(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([field.with_nullable(True) for field in schema])
+
+
+def _partition_values_from_path(relative: str) -> dict[str, str | None]:
+    values: dict[str, str | None] = {}
+    for segment in relative.split("/")[:-1]:
+        if "=" in segment:
+            key, raw = segment.split("=", 1)
+            value = unquote(raw)
+            values[unquote(key)] = None if value == "__HIVE_DEFAULT_PARTITION__" else value
+    return values
+
+
+def _arrow_predicate(column: pa.ChunkedArray, op: str, value: Any) -> pa.ChunkedArray:
+    if op in ("in", "not in"):
+        mask = pc.is_in(column, value_set=pa.array(list(value), type=column.type))
+        return pc.invert(mask) if op == "not in" else mask
+    scalar = pa.scalar(value, type=column.type)
+    return {
+        "=": pc.equal,
+        "!=": pc.not_equal,
+        "<": pc.less,
+        "<=": pc.less_equal,
+        ">": pc.greater,
+        ">=": pc.greater_equal,
+    }[op](column, scalar)
+
+
+# --------------------------------------------------------------------------- choosing
+
+
+def delta_jars_on_classpath(spark: SparkSession) -> bool:
+    try:
+        spark.sparkContext._jvm.java.lang.Class.forName("io.delta.tables.DeltaTable")
+        return True
+    except Exception:
+        return False
+
+
+def open_storage(
+    spark: SparkSession, backend: str = "auto", storage_options: dict[str, str] | None = None
+) -> DeltaStorage:
+    """delta-spark when asked or when its jars are there (auto); else Spark + delta-rs."""
+    if backend not in ("auto", "delta-spark", "delta-rs"):
+        raise ValueError(f"storage backend must be auto, delta-spark or delta-rs, got {backend!r}")
+    jars = delta_jars_on_classpath(spark)
+    if backend == "delta-spark" and not jars:
+        raise StorageError(
+            "storage.backend is delta-spark but io.delta.tables.DeltaTable is not on Spark's classpath; add "
+            "the delta-spark jars (spark.jars / --packages io.delta:delta-spark_2.13) or use backend auto"
+        )
+    chosen: DeltaStorage
+    if backend == "delta-spark" or (backend == "auto" and jars):
+        chosen = DeltaSparkStorage(spark, storage_options)
+    else:
+        chosen = DeltaRsStorage(spark, storage_options)
+    log.info("Delta storage: %s", chosen.name)
+    return chosen
+

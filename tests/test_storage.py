@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import pytest
+from deltalake import DeltaTable
+from pyspark.sql import types as T
+from pyspark.testing import assertDataFrameEqual
+
+from shopguard.storage import SchemaMismatchError, StorageError, open_storage
+
+SCHEMA = T.StructType(
+    [
+        T.StructField("user_id", T.StringType()),
+        T.StructField("score", T.DoubleType()),
+        T.StructField("at", T.TimestampType()),
+        T.StructField("day", T.DateType()),
+    ]
+)
+D1, D2 = dt.date(2026, 11, 1), dt.date(2026, 11, 2)
+AT = dt.datetime(2026, 11, 1, 12, 30)
+
+
+def rows(spark, data):
+    return spark.createDataFrame(data, SCHEMA)
+
+
+def test_auto_backend_is_delta_rs_without_delta_jars(spark):
+    assert open_storage(spark, "auto").name == "delta-rs"
+
+
+def test_write_creates_a_delta_table_any_reader_opens_with_partitions(spark, storage, tmp_path):
+    path = str(tmp_path / "t")
+    df = rows(spark, [("a", 1.0, AT, D1), ("b", 2.0, AT, D2)])
+    version = storage.write(df, path, mode="append", partition_by="day", commit_info={"job": "test"})
+
+    assert version == 0
+    table = DeltaTable(path)
+    assert table.metadata().partition_columns == ["day"]
+    by_rs = table.to_pandas().sort_values("user_id")
+    assert by_rs["day"].tolist() == [D1, D2]
+    assertDataFrameEqual(storage.read(path), df)
+
+
+def test_read_prunes_partitions_and_reads_old_versions(spark, storage, tmp_path):
+    path = str(tmp_path / "t")
+    storage.write(rows(spark, [("a", 1.0, AT, D1)]), path, mode="append", partition_by="day")
+    storage.write(rows(spark, [("b", 2.0, AT, D2)]), path, mode="append", partition_by="day")
+
+    assert [r.user_id for r in storage.read(path, where=[("day", "=", D2)]).collect()] == ["b"]
+    assert [r.user_id for r in storage.read(path, where=[("day", "in", [D1])]).collect()] == ["a"]
+    assert storage.read(path, version=0).count() == 1
+    assert storage.read(path).count() == 2
+    with pytest.raises(ValueError, match="only partition columns"):
+        storage.read(path, where=[("user_id", "=", "a")])
+
+
+def test_replacing_a_partition_is_one_commit_and_leaves_other_partitions(spark, storage, tmp_path):
+    path = str(tmp_path / "t")
+    storage.write(rows(spark, [("a", 1.0, AT, D1), ("b", 2.0, AT, D2)]), path, mode="append", partition_by="day")
+    for _ in range(2):  # a rerun replaces, never duplicates
+        version = storage.write(
+            rows(spark, [("a", 9.0, AT, D1), ("c", 3.0, AT, D1)]),
+            path,
+            mode="overwrite",
+            partition_by="day",
+            replace_partitions=[D1],
+            commit_info={"job": "rerun"},
+        )
+    assert version == 2
+    assert [c.version for c in storage.history(path)] == [2, 1, 0]
+    assert storage.history(path, limit=1)[0].info["job"] == "rerun"
+    assertDataFrameEqual(
+        storage.read(path), rows(spark, [("a", 9.0, AT, D1), ("c", 3.0, AT, D1), ("b", 2.0, AT, D2)])
+    )
+
+
+def test_rows_outside_the_replaced_partition_are_refused_and_nothing_is_committed(spark, storage, tmp_path):
+    path = str(tmp_path / "t")
+    storage.write(rows(spark, [("a", 1.0, AT, D1)]), path, mode="append", partition_by="day")
+    with pytest.raises(StorageError, match="outside the partitions"):
+        storage.write(
+            rows(spark, [("b", 2.0, AT, D2)]), path, mode="overwrite", partition_by="day", replace_partitions=[D1]
+        )
+    assert storage.version(path) == 0
+
+
+def test_a_schema_mismatch_fails_before_any_file_is_written(spark, storage, tmp_path):
+    path = str(tmp_path / "t")
+    storage.write(rows(spark, [("a", 1.0, AT, D1)]), path, mode="append", partition_by="day")
+    files_before = sorted(p for p, _, _ in os.walk(path))
+    wrong = spark.createDataFrame([("a", "high", D1)], "user_id string, score string, day date")
+    with pytest.raises(SchemaMismatchError, match="'score' is string, the table has double"):
+        storage.write(wrong, path, mode="append", partition_by="day")
+    assert sorted(p for p, _, _ in os.walk(path)) == files_before
+    assert storage.version(path) == 0
+
+
+def test_an_empty_table_reads_back_with_its_schema(spark, storage, tmp_path):
+    path = str(tmp_path / "t")
+    storage.write(rows(spark, []), path, mode="append", partition_by="day")
+    assert storage.read(path).count() == 0
+    assert storage.read(path).schema.fieldNames() == SCHEMA.fieldNames()
+
+
+def test_unpartitioned_overwrite_replaces_everything(spark, storage, tmp_path):
+    path = str(tmp_path / "t")
+    storage.write(rows(spark, [("a", 1.0, AT, D1)]), path, mode="append")
+    storage.write(rows(spark, [("b", 2.0, AT, D2)]), path, mode="overwrite")
+    assert [r.user_id for r in storage.read(path).collect()] == ["b"]
+    assert DeltaTable(path).version() == 1
