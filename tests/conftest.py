@@ -22,7 +22,6 @@ TEST_SPARK = SparkSettings(
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.memory": "3g",
-        "spark.sql.adaptive.enabled": "false",
         "spark.executorEnv.TF_CPP_MIN_LOG_LEVEL": "2",
         "spark.executorEnv.TF_NUM_INTRAOP_THREADS": "1",
         "spark.executorEnv.TF_NUM_INTEROP_THREADS": "1",

@@ -7,7 +7,6 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
-
 from shopguard.storage import SchemaMismatchError, StorageError, open_storage
 
 SCHEMA = T.StructType(
@@ -58,7 +57,9 @@ def test_read_prunes_partitions_and_reads_old_versions(spark, storage, tmp_path)
 
 def test_replacing_a_partition_is_one_commit_and_leaves_other_partitions(spark, storage, tmp_path):
     path = str(tmp_path / "t")
-    storage.write(rows(spark, [("a", 1.0, AT, D1), ("b", 2.0, AT, D2)]), path, mode="append", partition_by="day")
+    storage.write(
+        rows(spark, [("a", 1.0, AT, D1), ("b", 2.0, AT, D2)]), path, mode="append", partition_by="day"
+    )
     for _ in range(2):  # a rerun replaces, never duplicates
         version = storage.write(
             rows(spark, [("a", 9.0, AT, D1), ("c", 3.0, AT, D1)]),
@@ -81,7 +82,11 @@ def test_rows_outside_the_replaced_partition_are_refused_and_nothing_is_committe
     storage.write(rows(spark, [("a", 1.0, AT, D1)]), path, mode="append", partition_by="day")
     with pytest.raises(StorageError, match="outside the partitions"):
         storage.write(
-            rows(spark, [("b", 2.0, AT, D2)]), path, mode="overwrite", partition_by="day", replace_partitions=[D1]
+            rows(spark, [("b", 2.0, AT, D2)]),
+            path,
+            mode="overwrite",
+            partition_by="day",
+            replace_partitions=[D1],
         )
     assert storage.version(path) == 0
 

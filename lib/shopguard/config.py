@@ -71,7 +71,7 @@ def _is_uri(location: str) -> bool:
 class StorageSettings(_Section):
     # auto: delta-spark when the Delta jars are on Spark's classpath, else Spark + delta-rs.
     backend: Literal["auto", "delta-spark", "delta-rs"] = "auto"
-    # Options for delta-rs on object stores (e.g. AWS_REGION); put credentials in conf/local or the environment.
+    # delta-rs options for object stores (e.g. AWS_REGION); credentials go in conf/local or the environment.
     storage_options: dict[str, str] = Field(default_factory=dict)
 
 
@@ -87,14 +87,15 @@ class ColumnSettings(_Section):
     labels: dict[str, str] = Field(default_factory=lambda: _identity_mapping("labels"))
 
     @model_validator(mode="after")
-    def _only_canonical_names(self) -> "ColumnSettings":
+    def _only_canonical_names(self) -> ColumnSettings:
         for table in ("clicks", "transactions", "labels"):
             mapping = getattr(self, table)
             known = set(schemas.CANONICAL[table].fieldNames())
             unknown = sorted(set(mapping) - known)
             if unknown:
                 raise ValueError(
-                    f"columns.{table} maps unknown canonical column(s) {unknown}; expected some of {sorted(known)}"
+                    f"columns.{table} maps unknown canonical column(s) {unknown}; "
+                    f"expected some of {sorted(known)}"
                 )
         return self
 
@@ -124,7 +125,7 @@ class FeatureSettings(_Section):
     short_dwell_ms: int = Field(2000, gt=0)
 
     @model_validator(mode="after")
-    def _windows_fit_lifetime(self) -> "FeatureSettings":
+    def _windows_fit_lifetime(self) -> FeatureSettings:
         if not self.windows_days or any(w <= 0 for w in self.windows_days):
             raise ValueError(f"features.windows_days must be positive day counts, got {self.windows_days}")
         if max(self.windows_days) > self.lifetime_days:
@@ -155,7 +156,7 @@ class ModelSettings(_Section):
     block_percentile: float = Field(99.9, gt=0, lt=100)
 
     @model_validator(mode="after")
-    def _block_above_alert(self) -> "ModelSettings":
+    def _block_above_alert(self) -> ModelSettings:
         if self.block_percentile < self.alert_percentile:
             raise ValueError(
                 f"model.block_percentile ({self.block_percentile}) must be >= model.alert_percentile "
@@ -207,7 +208,7 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 
 
 def parse_override(text: str) -> dict[str, Any]:
-    """`section.key=value` -> {"section": {"key": value}}; the value is read as YAML (numbers, lists, null)."""
+    """`section.key=value` -> {"section": {"key": value}}; the value is YAML (numbers, lists, null)."""
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like section.key=value")
     dotted, raw = text.split("=", 1)
@@ -233,7 +234,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(content, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections at the top level, got {type(content).__name__}")
+        raise ConfigError(
+            f"{path}: expected a mapping of sections at the top level, got {type(content).__name__}"
+        )
     return content
 
 
@@ -272,4 +275,6 @@ def load_settings(
             + (f" (got {error['input']!r})" if not isinstance(error.get("input"), dict) else "")
             for error in exc.errors()
         )
-        raise ConfigError(f"invalid configuration ({', '.join(str(p) for p in layers)}): {problems}") from None
+        raise ConfigError(
+            f"invalid configuration ({', '.join(str(p) for p in layers)}): {problems}"
+        ) from None

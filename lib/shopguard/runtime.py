@@ -16,7 +16,7 @@ import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from shopguard.config import ConfigError, Settings, SparkSettings, load_settings
 
@@ -57,7 +57,7 @@ def job_arg_parser(description: str, *, needs_date: bool = False) -> argparse.Ar
         action="append",
         default=[],
         metavar="SECTION.KEY=VALUE",
-        help="override one setting, e.g. --set model.epochs=5 or --set spark.conf.spark.sql.shuffle.partitions=4",
+        help="override a setting: --set model.epochs=5, --set spark.conf.spark.sql.shuffle.partitions=8",
     )
     parser.add_argument("--master", help="Spark master (overrides spark.master)")
     if needs_date:
@@ -116,8 +116,8 @@ class RunInfo:
     started_at: datetime
 
     @classmethod
-    def start(cls, job: str) -> "RunInfo":
-        return cls(job=job, run_id=uuid.uuid4().hex[:16], started_at=datetime.now(timezone.utc))
+    def start(cls, job: str) -> RunInfo:
+        return cls(job=job, run_id=uuid.uuid4().hex[:16], started_at=datetime.now(UTC))
 
     def commit_info(self, **counts: object) -> dict[str, object]:
         return {"job": self.job, "run_id": self.run_id, **counts}

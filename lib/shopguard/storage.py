@@ -22,7 +22,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 from urllib.parse import unquote
 
@@ -120,7 +120,9 @@ class DeltaStorage(ABC):
 def _check_predicates(where: Sequence[Predicate], partition_columns: Sequence[str]) -> None:
     for column, op, _ in where:
         if op not in _OPERATORS:
-            raise ValueError(f"unsupported operator {op!r} in {column!r} filter; expected one of {_OPERATORS}")
+            raise ValueError(
+                f"unsupported operator {op!r} in {column!r} filter; expected one of {_OPERATORS}"
+            )
         if column not in partition_columns:
             raise ValueError(
                 f"filter on {column!r}: only partition columns {list(partition_columns)} can prune a read"
@@ -211,7 +213,9 @@ class DeltaSparkStorage(DeltaStorage):
             problems = _same_schema(df.schema, self._table(path).toDF().schema)
             if problems:
                 raise SchemaMismatchError(f"cannot write to {path}: " + "; ".join(problems))
-        writer = df.write.format("delta").mode(mode).option("userMetadata", _commit_json(commit_info, write_id))
+        writer = (
+            df.write.format("delta").mode(mode).option("userMetadata", _commit_json(commit_info, write_id))
+        )
         if partition_by:
             writer = writer.partitionBy(partition_by)
         if replace_partitions is not None:
@@ -312,7 +316,9 @@ class DeltaRsStorage(DeltaStorage):
         # whatever the folder layout (delta-spark, delta-rs and this writer lay files out differently).
         file_names = [p.rsplit("/", 1)[-1] for p in paths]
         if len(set(file_names)) != len(file_names):
-            raise StorageError(f"{path}: file names repeat across folders; read it with the delta-spark backend")
+            raise StorageError(
+                f"{path}: file names repeat across folders; read it with the delta-spark backend"
+            )
         partition_values = pa.table(
             {"_file": file_names, **{c: actions[f"partition.{c}"] for c in partition_columns}}
         )
@@ -343,12 +349,14 @@ class DeltaRsStorage(DeltaStorage):
             problems = _same_schema(df.schema, self._spark_schema(table))
             table_partitions = list(table.metadata().partition_columns)
             if table_partitions != ([partition_by] if partition_by else []):
-                problems.append(f"the table is partitioned by {table_partitions}, the write by {partition_by!r}")
+                problems.append(
+                    f"the table is partitioned by {table_partitions}, the write by {partition_by!r}"
+                )
             if problems:
                 raise SchemaMismatchError(f"cannot write to {path}: " + "; ".join(problems))
             df = df.select(*self._spark_schema(table).fieldNames())
 
-        write_id = f"w-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
+        write_id = f"w-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
         write_dir = f"{path.rstrip('/')}/{write_id}"
         writer = df.write.mode("errorifexists")
         if partition_by:
@@ -362,7 +370,9 @@ class DeltaRsStorage(DeltaStorage):
             values = _partition_values_from_path(relative)
             if partition_by and partition_by not in values:
                 raise StorageError(f"written file {file_path} has no {partition_by}= folder")
-            actions.append((relative, size, modified, {partition_by: values[partition_by]} if partition_by else {}))
+            actions.append(
+                (relative, size, modified, {partition_by: values[partition_by]} if partition_by else {})
+            )
 
         if replace_partitions is not None:
             allowed = {_partition_literal(v) for v in replace_partitions}
@@ -436,7 +446,9 @@ class DeltaRsStorage(DeltaStorage):
                 continue
             qualified = status.getPath().toString()
             relative = qualified[len(qualified_root) :].lstrip("/")
-            found.append((f"{directory.rstrip('/')}/{relative}", status.getLen(), status.getModificationTime()))
+            found.append(
+                (f"{directory.rstrip('/')}/{relative}", status.getLen(), status.getModificationTime())
+            )
         return found
 
     def _delete(self, directory: str) -> None:
@@ -457,7 +469,7 @@ class DeltaRsStorage(DeltaStorage):
             commits.append(
                 Commit(
                     version=int(entry["version"]),
-                    timestamp=datetime.fromtimestamp(entry["timestamp"] / 1000, tz=timezone.utc),
+                    timestamp=datetime.fromtimestamp(entry["timestamp"] / 1000, tz=UTC),
                     operation=str(entry.get("operation")),
                     info=info,
                 )
@@ -533,4 +545,3 @@ def open_storage(
         chosen = DeltaRsStorage(spark, storage_options)
     log.info("Delta storage: %s", chosen.name)
     return chosen
-

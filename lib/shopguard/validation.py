@@ -1,0 +1,264 @@
+"""Input checks: a schema that cannot be used fails the job before anything is written; a bad row goes to
+quarantine with its reason and original values; nothing is dropped silently.
+
+    rows read = rows used + rows quarantined + duplicates removed
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from shopguard import schemas
+
+log = logging.getLogger(__name__)
+
+SOURCE = "_source"  # struct of the row as read, kept until quarantine serialises it
+REASON = "_reason"
+
+
+class SchemaError(ValueError):
+    """A source table lacks a required column or holds one of a type shopguard cannot use."""
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Plain values the row checks need; built by the job from `validation:` settings."""
+
+    now: datetime
+    max_future_minutes: int = 60
+    min_event_date: date = date(2000, 1, 1)
+    max_string_length: int = 256
+    rating_min: int = 1
+    rating_max: int = 5
+    max_amount: float = 1_000_000.0
+    max_quantity: int = 100_000
+    currencies: tuple[str, ...] = ("EUR",)
+
+
+@dataclass(frozen=True)
+class Validated:
+    valid: DataFrame
+    quarantined: DataFrame
+
+
+# --------------------------------------------------------------------------- schema
+
+
+_INTEGRAL = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
+_NUMERIC = (*_INTEGRAL, T.FloatType, T.DoubleType, T.DecimalType)
+
+
+def _castable(source: T.DataType, target: T.DataType) -> bool:
+    """Casts that lose nothing a valid row holds; strings parse per row (unparsable rows are quarantined)."""
+    if source == target:
+        return True
+    if isinstance(target, (T.TimestampType, T.DateType)):
+        return isinstance(source, (T.TimestampType, T.TimestampNTZType, T.DateType, T.StringType))
+    if isinstance(target, _INTEGRAL):
+        return isinstance(source, _INTEGRAL)
+    if isinstance(target, T.DoubleType):
+        return isinstance(source, _NUMERIC)
+    if isinstance(target, T.StringType):
+        return isinstance(source, _INTEGRAL)
+    return False
+
+
+def conform(df: DataFrame, table: str, mapping: dict[str, str]) -> DataFrame:
+    """Rename the source's columns to canonical names and cast them, or raise SchemaError.
+
+    Missing optional columns become nulls; extra columns are dropped with a warning; string timestamps and
+    dates are parsed row by row, and the original row is kept in `_source` for quarantine.
+    """
+    canonical = schemas.CANONICAL[table]
+    optional = set(schemas.OPTIONAL_COLUMNS[table])
+    source_types = {f.name: f.dataType for f in df.schema.fields}
+    problems, selected = [], []
+    for field in canonical.fields:
+        source_name = mapping.get(field.name, field.name)
+        expected = field.dataType.simpleString()
+        if source_name not in source_types:
+            if field.name in optional:
+                log.warning("%s: optional column %r is missing; reading it as nulls", table, source_name)
+                selected.append(F.lit(None).cast(field.dataType).alias(field.name))
+                continue
+            problems.append(f"missing required column {source_name!r} (expected {expected})")
+            continue
+        source_type = source_types[source_name]
+        if not _castable(source_type, field.dataType):
+            problems.append(
+                f"column {source_name!r} is {source_type.simpleString()}, expected {expected} "
+                "or a type that casts to it without loss"
+            )
+            continue
+        selected.append(F.col(f"`{source_name}`").cast(field.dataType).alias(field.name))
+    if problems:
+        raise SchemaError(f"{table}: " + "; ".join(problems))
+
+    used = {mapping.get(f.name, f.name) for f in canonical.fields}
+    extra = sorted(set(df.columns) - used)
+    if extra:
+        log.warning("%s: ignoring columns not in the schema: %s", table, extra)
+    # Columns read as strings but typed otherwise: remember which values failed to parse.
+    parsed_from_string = [
+        f.name
+        for f in canonical.fields
+        if mapping.get(f.name, f.name) in source_types
+        and isinstance(source_types[mapping.get(f.name, f.name)], T.StringType)
+        and not isinstance(f.dataType, T.StringType)
+    ]
+    source_struct = F.struct(*[F.col(f"`{c}`") for c in df.columns if c in used])
+    out = df.select(*selected, source_struct.alias(SOURCE))
+    for name in parsed_from_string:
+        out = out.withColumn(
+            f"_unparsable_{name}",
+            F.col(f"{SOURCE}.`{mapping.get(name, name)}`").isNotNull() & F.col(name).isNull(),
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- normalisation
+
+
+def _clean_id(column: str) -> Column:
+    """Ids that differ only in case or surrounding spaces are one id; blank is missing."""
+    trimmed = F.lower(F.trim(F.col(column)))
+    return F.when(trimmed == "", None).otherwise(trimmed)
+
+
+def normalise(table: str):
+    """DataFrame -> DataFrame: trimmed, lower-cased ids and codes, upper-cased currency."""
+
+    def transform(df: DataFrame) -> DataFrame:
+        out = df
+        for column in schemas.ID_COLUMNS[table]:
+            out = out.withColumn(column, _clean_id(column))
+        if table == "clicks":
+            out = out.withColumn("event_type", _clean_id("event_type")).withColumn("ip", F.trim("ip"))
+        if table == "transactions":
+            out = (
+                out.withColumn("status", _clean_id("status"))
+                .withColumn("payment_method", _clean_id("payment_method"))
+                .withColumn("currency", F.upper(F.trim("currency")))
+                .withColumn("ip", F.trim("ip"))
+            )
+        if table == "labels":
+            out = out.withColumn("anomaly_type", _clean_id("anomaly_type"))
+        return out
+
+    return transform
+
+
+# --------------------------------------------------------------------------- row checks
+
+
+def _is_bad_number(column: str) -> Column:
+    c = F.col(column)
+    return c.isNull() | F.isnan(c) | (c == float("inf")) | (c == float("-inf"))
+
+
+def _time_checks(column: str, rules: Rules, df: DataFrame) -> list[tuple[Column, str]]:
+    latest = rules.now + timedelta(minutes=rules.max_future_minutes)
+    earliest = datetime.combine(rules.min_event_date, datetime.min.time())
+    checks = []
+    if f"_unparsable_{column}" in df.columns:
+        checks.append((F.col(f"_unparsable_{column}"), f"unparsable {column}"))
+    checks += [
+        (F.col(column).isNull(), f"missing {column}"),
+        (F.col(column) > F.lit(latest), f"{column} in the future"),
+        (F.col(column) < F.lit(earliest), f"{column} before {rules.min_event_date}"),
+    ]
+    return checks
+
+
+def _string_checks(df: DataFrame, table: str, rules: Rules) -> list[tuple[Column, str]]:
+    return [
+        (
+            F.length(field.name) > rules.max_string_length,
+            f"{field.name} longer than {rules.max_string_length}",
+        )
+        for field in schemas.CANONICAL[table].fields
+        if isinstance(field.dataType, T.StringType) and field.name in df.columns
+    ]
+
+
+def row_checks(df: DataFrame, table: str, rules: Rules) -> list[tuple[Column, str]]:
+    """(condition that makes a row bad, reason) for each rule of `table`."""
+    checks = [(F.col(c).isNull(), f"missing {c}") for c in schemas.REQUIRED_NON_NULL[table]]
+    if table == "clicks":
+        checks += _time_checks("event_time", rules, df)
+        checks += [
+            (~F.col("event_type").isin(*schemas.EVENT_TYPES), "unknown event_type"),
+            (
+                F.col("rating").isNotNull() & ~F.col("rating").between(rules.rating_min, rules.rating_max),
+                f"rating outside {rules.rating_min}..{rules.rating_max}",
+            ),
+            ((F.col("event_type") == "review") & F.col("rating").isNull(), "review without rating"),
+            (F.col("dwell_ms") < 0, "negative dwell_ms"),
+        ]
+    elif table == "transactions":
+        checks += _time_checks("order_time", rules, df)
+        checks += [
+            (_is_bad_number("amount") | (F.col("amount") < 0), "amount negative, NaN or infinite"),
+            (F.col("amount") > rules.max_amount, f"amount above {rules.max_amount:g}"),
+            (F.col("quantity") <= 0, "quantity zero or negative"),
+            (F.col("quantity") > rules.max_quantity, f"quantity above {rules.max_quantity}"),
+            (~F.col("status").isin(*schemas.ORDER_STATUSES), "unknown status"),
+            (
+                F.col("currency").isNotNull() & ~F.col("currency").isin(*rules.currencies),
+                f"currency not in {list(rules.currencies)}",
+            ),
+        ]
+    elif table == "labels":
+        checks += [
+            (~F.col("label").isin(0, 1), "label not 0 or 1"),
+            (F.col("labelled_at").isNull(), "missing labelled_at"),
+        ]
+    checks += _string_checks(df, table, rules)
+    return checks
+
+
+def quarantine_reason(checks: list[tuple[Column, str]]) -> Column:
+    """All failed rules joined by '; ', or null for a good row."""
+    failed = F.array_compact(
+        F.array(*[F.when(F.coalesce(cond, F.lit(False)), F.lit(msg)) for cond, msg in checks])
+    )
+    return F.when(F.size(failed) > 0, F.concat_ws("; ", failed))
+
+
+def validate(df: DataFrame, table: str, rules: Rules, snapshot_date: date) -> Validated:
+    """Split conformed, normalised rows into valid rows (canonical columns) and quarantine rows."""
+    flagged = df.withColumn(REASON, quarantine_reason(row_checks(df, table, rules)))
+    columns = schemas.CANONICAL[table].fieldNames()
+    valid = flagged.where(F.col(REASON).isNull()).select(*columns)
+    quarantined = flagged.where(F.col(REASON).isNotNull()).select(
+        F.lit(table).alias("source_table"),
+        F.col(REASON).alias("reason"),
+        F.to_json(F.col(SOURCE)).alias("record"),
+        F.lit(rules.now).cast(T.TimestampType()).alias("quarantined_at"),
+        F.lit(snapshot_date).cast(T.DateType()).alias("snapshot_date"),
+    )
+    return Validated(valid=valid, quarantined=quarantined)
+
+
+# --------------------------------------------------------------------------- duplicates
+
+_STATUS_RANK = F.when(F.col("status") == "refunded", 3).when(F.col("status") == "cancelled", 2).otherwise(1)
+
+
+def deduplicate(table: str):
+    """DataFrame -> DataFrame without exact duplicates; orders keep one row per order_id, the latest."""
+
+    def transform(df: DataFrame) -> DataFrame:
+        out = df.dropDuplicates()
+        if table == "transactions":
+            latest = Window.partitionBy("order_id").orderBy(F.col("order_time").desc(), _STATUS_RANK.desc())
+            out = out.withColumn("_n", F.row_number().over(latest)).where(F.col("_n") == 1).drop("_n")
+        return out
+
+    return transform
