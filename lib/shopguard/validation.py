@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -39,6 +39,12 @@ class Rules:
     max_amount: float = 1_000_000.0
     max_quantity: int = 100_000
     currencies: tuple[str, ...] = ("EUR",)
+
+    def __post_init__(self) -> None:
+        if self.now.tzinfo is None:
+            raise ValueError(
+                "Rules.now must be timezone-aware (UTC); a naive time shifts with the machine's zone"
+            )
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,7 @@ def conform(df: DataFrame, table: str, mapping: dict[str, str]) -> DataFrame:
                 "or a type that casts to it without loss"
             )
             continue
-        selected.append(F.col(f"`{source_name}`").cast(field.dataType).alias(field.name))
+        selected.append(F.col(f"`{source_name}`").try_cast(field.dataType).alias(field.name))
     if problems:
         raise SchemaError(f"{table}: " + "; ".join(problems))
 
@@ -164,16 +170,11 @@ def _is_bad_number(column: str) -> Column:
 
 def _time_checks(column: str, rules: Rules, df: DataFrame) -> list[tuple[Column, str]]:
     latest = rules.now + timedelta(minutes=rules.max_future_minutes)
-    earliest = datetime.combine(rules.min_event_date, datetime.min.time())
-    checks = []
-    if f"_unparsable_{column}" in df.columns:
-        checks.append((F.col(f"_unparsable_{column}"), f"unparsable {column}"))
-    checks += [
-        (F.col(column).isNull(), f"missing {column}"),
+    earliest = datetime.combine(rules.min_event_date, datetime.min.time(), tzinfo=UTC)
+    return [
         (F.col(column) > F.lit(latest), f"{column} in the future"),
         (F.col(column) < F.lit(earliest), f"{column} before {rules.min_event_date}"),
     ]
-    return checks
 
 
 def _string_checks(df: DataFrame, table: str, rules: Rules) -> list[tuple[Column, str]]:
@@ -189,7 +190,12 @@ def _string_checks(df: DataFrame, table: str, rules: Rules) -> list[tuple[Column
 
 def row_checks(df: DataFrame, table: str, rules: Rules) -> list[tuple[Column, str]]:
     """(condition that makes a row bad, reason) for each rule of `table`."""
-    checks = [(F.col(c).isNull(), f"missing {c}") for c in schemas.REQUIRED_NON_NULL[table]]
+    unparsable = [c for c in schemas.CANONICAL[table].fieldNames() if f"_unparsable_{c}" in df.columns]
+    checks = [(F.col(f"_unparsable_{c}"), f"unparsable {c}") for c in unparsable]
+    checks += [
+        (F.col(c).isNull() & (~F.col(f"_unparsable_{c}") if c in unparsable else F.lit(True)), f"missing {c}")
+        for c in schemas.REQUIRED_NON_NULL[table]
+    ]
     if table == "clicks":
         checks += _time_checks("event_time", rules, df)
         checks += [
@@ -205,7 +211,10 @@ def row_checks(df: DataFrame, table: str, rules: Rules) -> list[tuple[Column, st
         checks += _time_checks("order_time", rules, df)
         checks += [
             (_is_bad_number("amount") | (F.col("amount") < 0), "amount negative, NaN or infinite"),
-            (F.col("amount") > rules.max_amount, f"amount above {rules.max_amount:g}"),
+            (
+                ~_is_bad_number("amount") & (F.col("amount") > rules.max_amount),
+                f"amount above {rules.max_amount:g}",
+            ),
             (F.col("quantity") <= 0, "quantity zero or negative"),
             (F.col("quantity") > rules.max_quantity, f"quantity above {rules.max_quantity}"),
             (~F.col("status").isin(*schemas.ORDER_STATUSES), "unknown status"),
@@ -248,7 +257,8 @@ def validate(df: DataFrame, table: str, rules: Rules, snapshot_date: date) -> Va
 
 # --------------------------------------------------------------------------- duplicates
 
-_STATUS_RANK = F.when(F.col("status") == "refunded", 3).when(F.col("status") == "cancelled", 2).otherwise(1)
+# A later row of the same order wins; at the same time, the status further along paid -> cancelled -> refunded.
+_STATUS_RANK = "CASE status WHEN 'refunded' THEN 3 WHEN 'cancelled' THEN 2 ELSE 1 END"
 
 
 def deduplicate(table: str):
@@ -257,7 +267,9 @@ def deduplicate(table: str):
     def transform(df: DataFrame) -> DataFrame:
         out = df.dropDuplicates()
         if table == "transactions":
-            latest = Window.partitionBy("order_id").orderBy(F.col("order_time").desc(), _STATUS_RANK.desc())
+            latest = Window.partitionBy("order_id").orderBy(
+                F.col("order_time").desc(), F.expr(_STATUS_RANK).desc()
+            )
             out = out.withColumn("_n", F.row_number().over(latest)).where(F.col("_n") == 1).drop("_n")
         return out
 

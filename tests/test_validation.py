@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+
+import pytest
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from shopguard import schemas
+from shopguard.validation import Rules, SchemaError, conform, deduplicate, normalise, validate
+
+NOW = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)
+D = dt.date(2026, 11, 22)
+RULES = Rules(now=NOW, currencies=("EUR", "USD"))
+T0 = dt.datetime(2026, 11, 22, 10, 0)
+
+RAW_CLICKS = T.StructType(
+    [
+        T.StructField("customer", T.StringType()),  # mapped to user_id
+        T.StructField("ts", T.StringType()),  # parsed row by row
+        T.StructField("event_type", T.StringType()),
+        T.StructField("session_id", T.StringType()),
+        T.StructField("item_id", T.LongType()),  # numeric ids cast to strings
+        T.StructField("category_id", T.StringType()),
+        T.StructField("device_id", T.StringType()),
+        T.StructField("ip", T.StringType()),
+        T.StructField("dwell_ms", T.IntegerType()),  # widened to long
+        T.StructField("rating", T.IntegerType()),
+        T.StructField("event_date", T.DateType()),
+        T.StructField("browser", T.StringType()),  # extra: ignored with a warning
+    ]
+)
+MAPPING = {"user_id": "customer", "event_time": "ts"}
+
+
+def raw_click(
+    user="u1", ts="2026-11-22 10:00:00", event_type="page_view", rating=None, dwell=100, session="s1"
+):
+    return (user, ts, event_type, session, 7, "c1", "d1", "1.2.3.4", dwell, rating, D, "firefox")
+
+
+def clicks(spark, rows):
+    return spark.createDataFrame(rows, RAW_CLICKS)
+
+
+def run(df, table="clicks"):
+    result = validate(df.transform(normalise(table)), table, RULES, D)
+    return result.valid.collect(), {
+        json.loads(r.record).get("customer", ""): r.reason for r in result.quarantined.collect()
+    }
+
+
+def test_conform_maps_names_casts_types_and_ignores_extra_columns(spark, caplog):
+    with caplog.at_level(logging.WARNING):
+        df = conform(clicks(spark, [raw_click()]), "clicks", MAPPING)
+    assert "browser" in caplog.text
+    row = df.select(*schemas.CLICKS.fieldNames()).first()
+    assert row.user_id == "u1" and row.event_time == T0 and row.item_id == "7" and row.dwell_ms == 100
+    assert df.schema["dwell_ms"].dataType == T.LongType()
+
+
+def test_missing_required_column_fails_naming_column_and_type(spark):
+    df = clicks(spark, [raw_click()]).drop("event_type")
+    with pytest.raises(SchemaError, match=r"missing required column 'event_type' \(expected string\)"):
+        conform(df, "clicks", MAPPING)
+
+
+def test_incompatible_type_fails_naming_column_and_expected_type(spark):
+    df = clicks(spark, [raw_click()]).withColumn("dwell_ms", F.struct("dwell_ms"))
+    with pytest.raises(SchemaError, match=r"'dwell_ms' is struct<dwell_ms:int>, expected bigint"):
+        conform(df, "clicks", MAPPING)
+
+
+def test_missing_optional_column_reads_as_nulls(spark):
+    df = conform(clicks(spark, [raw_click()]).drop("rating"), "clicks", MAPPING)
+    assert df.first().rating is None
+
+
+def test_each_bad_click_is_quarantined_with_its_reason(spark):
+    rows = [
+        raw_click("good"),
+        raw_click(" ", event_type="search"),
+        raw_click("unparsable", ts="yesterday-ish"),
+        raw_click("future", ts="2026-11-24 00:00:00"),
+        raw_click("ancient", ts="1970-01-01 00:00:00"),
+        raw_click("unknown", event_type="teleport"),
+        raw_click("rating", event_type="review", rating=9),
+        raw_click("no_rating", event_type="review"),
+        raw_click("dwell", dwell=-5),
+        raw_click("long", session="x" * 300),
+    ]
+    valid, quarantined = run(conform(clicks(spark, rows), "clicks", MAPPING))
+    assert [r.user_id for r in valid] == ["good"]
+    assert quarantined == {
+        " ": "missing user_id",
+        "unparsable": "unparsable event_time",
+        "future": "event_time in the future",
+        "ancient": "event_time before 2000-01-01",
+        "unknown": "unknown event_type",
+        "rating": "rating outside 1..5",
+        "no_rating": "review without rating",
+        "dwell": "negative dwell_ms",
+        "long": "session_id longer than 256",
+    }
+
+
+def order(order_id="o1", user="u1", amount=10.0, quantity=1, status="paid", currency="EUR", at=T0):
+    return (order_id, user, at, amount, currency, quantity, status, "card", "d1", "1.2.3.4", "a1", at.date())
+
+
+def test_each_bad_order_is_quarantined_with_its_reason(spark):
+    rows = [
+        order("good"),
+        order("negative", amount=-1.0),
+        order("nan", amount=float("nan")),
+        order("inf", amount=float("inf")),
+        order("huge", amount=2e6),
+        order("zero_qty", quantity=0),
+        order("status", status="lost"),
+        order("currency", currency="XYZ"),
+    ]
+    df = conform(spark.createDataFrame(rows, schemas.TRANSACTIONS), "transactions", {})
+    result = validate(df.transform(normalise("transactions")), "transactions", RULES, D)
+    reasons = {json.loads(r.record)["order_id"]: r.reason for r in result.quarantined.collect()}
+    assert [r.order_id for r in result.valid.collect()] == ["good"]
+    assert reasons == {
+        "negative": "amount negative, NaN or infinite",
+        "nan": "amount negative, NaN or infinite",
+        "inf": "amount negative, NaN or infinite",
+        "huge": "amount above 1e+06",
+        "zero_qty": "quantity zero or negative",
+        "status": "unknown status",
+        "currency": "currency not in ['EUR', 'USD']",
+    }
+
+
+def test_ids_differing_in_case_or_spaces_become_one_id(spark):
+    df = conform(clicks(spark, [raw_click(" U1 "), raw_click("u1")]), "clicks", MAPPING)
+    valid, _ = run(df)
+    assert {r.user_id for r in valid} == {"u1"}
+    assert (
+        len(
+            df.transform(normalise("clicks"))
+            .select(*schemas.CLICKS.fieldNames())
+            .transform(deduplicate("clicks"))
+            .collect()
+        )
+        == 1
+    )
+
+
+def test_repeated_orders_keep_the_latest_status(spark):
+    later = T0 + dt.timedelta(hours=1)
+    rows = [
+        order("o1", status="paid"),
+        order("o1", status="cancelled"),
+        order("o1", status="paid", at=later),
+        order("o2"),
+        order("o2"),
+    ]
+    df = spark.createDataFrame(rows, schemas.TRANSACTIONS).transform(deduplicate("transactions"))
+    assert sorted((r.order_id, r.status, r.order_time) for r in df.collect()) == [
+        ("o1", "paid", later),
+        ("o2", "paid", T0),
+    ]
