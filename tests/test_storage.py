@@ -32,7 +32,7 @@ def test_auto_backend_is_delta_rs_without_delta_jars(spark):
 def test_write_creates_a_delta_table_any_reader_opens_with_partitions(spark, storage, tmp_path):
     path = str(tmp_path / "t")
     df = rows(spark, [("a", 1.0, AT, D1), ("b", 2.0, AT, D2)])
-    version = storage.write(df, path, mode="append", partition_by="day", commit_info={"job": "test"})
+    version = storage.write(df, path, mode="append", partition_by=["day"], commit_info={"job": "test"})
 
     assert version == 0
     table = DeltaTable(path)
@@ -44,8 +44,8 @@ def test_write_creates_a_delta_table_any_reader_opens_with_partitions(spark, sto
 
 def test_read_prunes_partitions_and_reads_old_versions(spark, storage, tmp_path):
     path = str(tmp_path / "t")
-    storage.write(rows(spark, [("a", 1.0, AT, D1)]), path, mode="append", partition_by="day")
-    storage.write(rows(spark, [("b", 2.0, AT, D2)]), path, mode="append", partition_by="day")
+    storage.write(rows(spark, [("a", 1.0, AT, D1)]), path, mode="append", partition_by=["day"])
+    storage.write(rows(spark, [("b", 2.0, AT, D2)]), path, mode="append", partition_by=["day"])
 
     assert [r.user_id for r in storage.read(path, where=[("day", "=", D2)]).collect()] == ["b"]
     assert [r.user_id for r in storage.read(path, where=[("day", "in", [D1])]).collect()] == ["a"]
@@ -58,15 +58,15 @@ def test_read_prunes_partitions_and_reads_old_versions(spark, storage, tmp_path)
 def test_replacing_a_partition_is_one_commit_and_leaves_other_partitions(spark, storage, tmp_path):
     path = str(tmp_path / "t")
     storage.write(
-        rows(spark, [("a", 1.0, AT, D1), ("b", 2.0, AT, D2)]), path, mode="append", partition_by="day"
+        rows(spark, [("a", 1.0, AT, D1), ("b", 2.0, AT, D2)]), path, mode="append", partition_by=["day"]
     )
     for _ in range(2):  # a rerun replaces, never duplicates
         version = storage.write(
             rows(spark, [("a", 9.0, AT, D1), ("c", 3.0, AT, D1)]),
             path,
             mode="overwrite",
-            partition_by="day",
-            replace_partitions=[D1],
+            partition_by=["day"],
+            replace_where=[("day", "=", D1)],
             commit_info={"job": "rerun"},
         )
     assert version == 2
@@ -79,32 +79,32 @@ def test_replacing_a_partition_is_one_commit_and_leaves_other_partitions(spark, 
 
 def test_rows_outside_the_replaced_partition_are_refused_and_nothing_is_committed(spark, storage, tmp_path):
     path = str(tmp_path / "t")
-    storage.write(rows(spark, [("a", 1.0, AT, D1)]), path, mode="append", partition_by="day")
-    with pytest.raises(StorageError, match="outside the partitions"):
+    storage.write(rows(spark, [("a", 1.0, AT, D1)]), path, mode="append", partition_by=["day"])
+    with pytest.raises(StorageError, match="outside the partitions replaced"):
         storage.write(
             rows(spark, [("b", 2.0, AT, D2)]),
             path,
             mode="overwrite",
-            partition_by="day",
-            replace_partitions=[D1],
+            partition_by=["day"],
+            replace_where=[("day", "=", D1)],
         )
     assert storage.version(path) == 0
 
 
 def test_a_schema_mismatch_fails_before_any_file_is_written(spark, storage, tmp_path):
     path = str(tmp_path / "t")
-    storage.write(rows(spark, [("a", 1.0, AT, D1)]), path, mode="append", partition_by="day")
+    storage.write(rows(spark, [("a", 1.0, AT, D1)]), path, mode="append", partition_by=["day"])
     files_before = sorted(p for p, _, _ in os.walk(path))
     wrong = spark.createDataFrame([("a", "high", D1)], "user_id string, score string, day date")
     with pytest.raises(SchemaMismatchError, match="'score' is string, the table has double"):
-        storage.write(wrong, path, mode="append", partition_by="day")
+        storage.write(wrong, path, mode="append", partition_by=["day"])
     assert sorted(p for p, _, _ in os.walk(path)) == files_before
     assert storage.version(path) == 0
 
 
 def test_an_empty_table_reads_back_with_its_schema(spark, storage, tmp_path):
     path = str(tmp_path / "t")
-    storage.write(rows(spark, []), path, mode="append", partition_by="day")
+    storage.write(rows(spark, []), path, mode="append", partition_by=["day"])
     assert storage.read(path).count() == 0
     assert storage.read(path).schema.fieldNames() == SCHEMA.fieldNames()
 

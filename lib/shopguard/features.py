@@ -252,7 +252,8 @@ def _lifetime_aggregates(
     )
     first_orders = orders.groupBy("user_id").agg(F.min("order_time").alias("first_order_time"))
     days = spec.lifetime_days
-    age = f"CASE WHEN signup_time IS NOT NULL THEN {_seconds(_ts(cutoff), 'signup_time')} / 86400 ELSE {days} END"
+    since_signup = _seconds(_ts(cutoff), "signup_time")
+    age = f"CASE WHEN signup_time IS NOT NULL THEN {since_signup} / 86400 ELSE {days} END"
     to_first_order = (
         "CASE WHEN signup_time IS NOT NULL AND first_order_time IS NOT NULL "
         f"THEN {_seconds('first_order_time', 'signup_time')} / 86400 ELSE {days} END"

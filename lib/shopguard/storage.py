@@ -92,14 +92,14 @@ class DeltaStorage(ABC):
         path: str,
         *,
         mode: WriteMode,
-        partition_by: str | None = None,
-        replace_partitions: Sequence[Any] | None = None,
+        partition_by: Sequence[str] = (),
+        replace_where: Sequence[Predicate] | None = None,
         commit_info: dict[str, Any] | None = None,
     ) -> int:
         """Write `df` in one commit and return the new version.
 
-        mode="append" adds rows; mode="overwrite" replaces the whole table, or with `replace_partitions`
-        only those values of `partition_by` (rows of `df` outside them are refused).
+        mode="append" adds rows; mode="overwrite" replaces the whole table, or with `replace_where` only the
+        partitions it selects (rows of `df` outside them are refused, nothing is committed).
         """
 
     @abstractmethod
@@ -151,6 +151,55 @@ def _partition_literal(value: Any) -> str:
     if isinstance(value, date):
         return value.isoformat()
     return str(value)
+
+
+def _check_write(df: DataFrame, mode: str, partition_by: Sequence[str] | str, replace_where) -> list[str]:
+    partition_by = [partition_by] if isinstance(partition_by, str) else list(partition_by)
+    if mode not in ("append", "overwrite"):
+        raise ValueError(f"mode must be 'append' or 'overwrite', got {mode!r}")
+    missing = [c for c in partition_by if c not in df.columns]
+    if missing:
+        raise ValueError(f"partition columns {missing} are not among the columns {df.columns}")
+    if replace_where is not None:
+        if mode != "overwrite":
+            raise ValueError("replace_where needs mode='overwrite'")
+        if not replace_where:
+            raise ValueError("replace_where is empty; to replace the whole table, leave it None")
+        _check_predicates(replace_where, partition_by)
+    return partition_by
+
+
+def _predicate_sql(predicate: Predicate) -> str:
+    column, op, value = predicate
+    if op in ("in", "not in"):
+        values = ", ".join(f"'{_partition_literal(v)}'" for v in value)
+        return f"`{column}` {op.upper()} ({values})"
+    return f"`{column}` {op} '{_partition_literal(value)}'"
+
+
+def _matches(values: dict[str, str | None], predicates: Sequence[Predicate]) -> bool:
+    """Partition values as the Delta log holds them (strings) against predicates. Compared as strings,
+    which orders ISO dates and names correctly: the partition columns shopguard writes."""
+    for column, op, value in predicates:
+        have = values.get(column)
+        if op in ("in", "not in"):
+            if (have in {_partition_literal(v) for v in value}) != (op == "in"):
+                return False
+            continue
+        want = _partition_literal(value)
+        if have is None:
+            return False
+        ok = {
+            "=": have == want,
+            "!=": have != want,
+            "<": have < want,
+            "<=": have <= want,
+            ">": have > want,
+            ">=": have >= want,
+        }[op]
+        if not ok:
+            return False
+    return True
 
 
 def _same_schema(actual: T.StructType, expected: T.StructType) -> list[str]:
@@ -207,7 +256,8 @@ class DeltaSparkStorage(DeltaStorage):
             df = df.where(_predicate_column(column, op, value))
         return df
 
-    def write(self, df, path, *, mode, partition_by=None, replace_partitions=None, commit_info=None) -> int:
+    def write(self, df, path, *, mode, partition_by=(), replace_where=None, commit_info=None) -> int:
+        partition_by = _check_write(df, mode, partition_by, replace_where)
         write_id = uuid.uuid4().hex
         if self.exists(path):
             problems = _same_schema(df.schema, self._table(path).toDF().schema)
@@ -217,12 +267,9 @@ class DeltaSparkStorage(DeltaStorage):
             df.write.format("delta").mode(mode).option("userMetadata", _commit_json(commit_info, write_id))
         )
         if partition_by:
-            writer = writer.partitionBy(partition_by)
-        if replace_partitions is not None:
-            if mode != "overwrite" or not partition_by:
-                raise ValueError("replace_partitions needs mode='overwrite' and partition_by")
-            values = ", ".join(f"'{_partition_literal(v)}'" for v in replace_partitions)
-            writer = writer.option("replaceWhere", f"`{partition_by}` IN ({values})")
+            writer = writer.partitionBy(*partition_by)
+        if replace_where is not None:
+            writer = writer.option("replaceWhere", " AND ".join(_predicate_sql(p) for p in replace_where))
         writer.save(path)
         return self.version(path)
 
@@ -331,26 +378,21 @@ class DeltaRsStorage(DeltaStorage):
         )
         return joined.select(*schema.fieldNames())
 
-    def write(self, df, path, *, mode, partition_by=None, replace_partitions=None, commit_info=None) -> int:
+    def write(self, df, path, *, mode, partition_by=(), replace_where=None, commit_info=None) -> int:
         from deltalake import Schema
         from deltalake.exceptions import CommitFailedError
         from deltalake.transaction import CommitProperties, create_table_with_add_actions
 
-        if mode not in ("append", "overwrite"):
-            raise ValueError(f"mode must be 'append' or 'overwrite', got {mode!r}")
-        if replace_partitions is not None and (mode != "overwrite" or not partition_by):
-            raise ValueError("replace_partitions needs mode='overwrite' and partition_by")
-        if partition_by and partition_by not in df.columns:
-            raise ValueError(f"partition column {partition_by!r} is not among the columns {df.columns}")
+        partition_by = _check_write(df, mode, partition_by, replace_where)
 
         exists = self.exists(path)
         if exists:  # Checked before Spark writes a single file.
             table = self._table(path)
             problems = _same_schema(df.schema, self._spark_schema(table))
             table_partitions = list(table.metadata().partition_columns)
-            if table_partitions != ([partition_by] if partition_by else []):
+            if table_partitions != partition_by:
                 problems.append(
-                    f"the table is partitioned by {table_partitions}, the write by {partition_by!r}"
+                    f"the table is partitioned by {table_partitions}, the write by {partition_by}"
                 )
             if problems:
                 raise SchemaMismatchError(f"cannot write to {path}: " + "; ".join(problems))
@@ -360,7 +402,7 @@ class DeltaRsStorage(DeltaStorage):
         write_dir = f"{path.rstrip('/')}/{write_id}"
         writer = df.write.mode("errorifexists")
         if partition_by:
-            writer = writer.partitionBy(partition_by)
+            writer = writer.partitionBy(*partition_by)
         writer.parquet(write_dir)
 
         files = self._list_files(write_dir)
@@ -368,19 +410,19 @@ class DeltaRsStorage(DeltaStorage):
         for file_path, size, modified in files:
             relative = file_path[len(path.rstrip("/")) + 1 :]
             values = _partition_values_from_path(relative)
-            if partition_by and partition_by not in values:
-                raise StorageError(f"written file {file_path} has no {partition_by}= folder")
-            actions.append(
-                (relative, size, modified, {partition_by: values[partition_by]} if partition_by else {})
-            )
+            if set(values) != set(partition_by):
+                raise StorageError(f"written file {file_path} is not in folders of partitions {partition_by}")
+            actions.append((relative, size, modified, {c: values[c] for c in partition_by}))
 
-        if replace_partitions is not None:
-            allowed = {_partition_literal(v) for v in replace_partitions}
-            stray = sorted({a[3][partition_by] for a in actions} - allowed)
+        if replace_where is not None:
+            stray = sorted(
+                {tuple(sorted(a[3].items())) for a in actions if not _matches(a[3], replace_where)}
+            )
             if stray:
                 self._delete(write_dir)
                 raise StorageError(
-                    f"rows for {partition_by} {stray} outside the partitions being replaced {sorted(allowed)}"
+                    f"rows in partitions {[dict(p) for p in stray][:5]}, outside the partitions replaced "
+                    f"({' AND '.join(_predicate_sql(p) for p in replace_where)}); nothing was committed"
                 )
 
         add_actions = [_add_action(*a) for a in actions]
@@ -394,7 +436,7 @@ class DeltaRsStorage(DeltaStorage):
                         Schema.from_arrow(arrow_schema),
                         add_actions,
                         mode="error",
-                        partition_by=[partition_by] if partition_by else None,
+                        partition_by=partition_by or None,
                         storage_options=self.storage_options or None,
                         commit_properties=properties,
                     )
@@ -404,13 +446,22 @@ class DeltaRsStorage(DeltaStorage):
                         raise
                     # Another writer created the table meanwhile: commit as an ordinary write below.
             filters = None
-            if replace_partitions is not None:
-                filters = [(partition_by, "in", sorted({_partition_literal(v) for v in replace_partitions}))]
+            if replace_where is not None:
+                filters = [
+                    (
+                        c,
+                        op,
+                        [_partition_literal(v) for v in value]
+                        if op in ("in", "not in")
+                        else _partition_literal(value),
+                    )
+                    for c, op, value in replace_where
+                ]
             self._table(path).create_write_transaction(
                 add_actions,
                 mode,
                 arrow_schema,
-                partition_by=[partition_by] if partition_by else None,
+                partition_by=partition_by or None,
                 partition_filters=filters,
                 commit_properties=properties,
             )

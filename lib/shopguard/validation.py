@@ -257,7 +257,7 @@ def validate(df: DataFrame, table: str, rules: Rules, snapshot_date: date) -> Va
 
 # --------------------------------------------------------------------------- duplicates
 
-# A later row of the same order wins; at the same time, the status further along paid -> cancelled -> refunded.
+# A later row of an order wins; at equal times, the status further along (paid, cancelled, refunded).
 _STATUS_RANK = "CASE status WHEN 'refunded' THEN 3 WHEN 'cancelled' THEN 2 ELSE 1 END"
 
 

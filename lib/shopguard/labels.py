@@ -1,0 +1,35 @@
+"""Labels as they were known at a point in time, so that training never sees the future."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+
+def attach_labels(features: DataFrame, labels: DataFrame) -> DataFrame:
+    """Add `label` and `anomaly_type` to each feature row: the latest verdict on that user labelled before
+    the cut-off of the row's snapshot (the end of its UTC day). Rows with no verdict yet get nulls.
+
+    Verdicts given after the snapshot (an investigation that closed later) are not used for that snapshot.
+    """
+    known = labels.select(
+        "user_id",
+        F.col("label").alias("_label"),
+        F.col("anomaly_type").alias("_anomaly_type"),
+        F.col("labelled_at").alias("_labelled_at"),
+    )
+    cutoff = F.expr("CAST(date_add(snapshot_date, 1) AS TIMESTAMP)")  # session time zone is UTC
+    candidates = features.join(known, "user_id", "left").where(
+        F.col("_labelled_at").isNull() | (F.col("_labelled_at") < cutoff)
+    )
+    latest = Window.partitionBy("user_id", "snapshot_date").orderBy(
+        F.col("_labelled_at").desc_nulls_last(), F.col("_label").desc()
+    )
+    with_labels = features.join(
+        candidates.withColumn("_n", F.row_number().over(latest))
+        .where("_n = 1")
+        .select("user_id", "snapshot_date", "_label", "_anomaly_type"),
+        ["user_id", "snapshot_date"],
+        "left",
+    )
+    return with_labels.withColumnRenamed("_label", "label").withColumnRenamed("_anomaly_type", "anomaly_type")

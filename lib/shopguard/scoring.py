@@ -1,0 +1,149 @@
+"""Scoring across the cluster: a pandas UDF (mapInPandas) applies the model to Arrow batches of users.
+
+The model travels as bytes inside the UDF's closure (PySpark broadcasts a large closure by itself), and
+each Python worker loads it once, keyed by its checksum, then calls it on every batch it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import types as T
+
+from shopguard import schemas
+from shopguard.features import feature_columns, feature_fingerprint
+
+# One loaded model per Python worker process and model checksum. Spark reuses workers between tasks
+# (spark.python.worker.reuse), so a model is deserialised once per worker, not once per batch.
+_WORKER_MODELS: dict[str, Any] = {}
+
+
+class ModelMismatchError(ValueError):
+    """The model was trained on other features than the table to score holds."""
+
+
+@dataclass(frozen=True)
+class ScoringPlan:
+    """Plain values the UDF needs, taken from the stored model and the settings."""
+
+    model_bytes: bytes
+    model_sha256: str
+    model_version: str
+    mode: str
+    feature_names: tuple[str, ...]
+    reference_values: tuple[float, ...]
+    reference_quantiles: dict[str, list[float]]
+    alert_threshold: float
+    block_threshold: float
+    n_reasons: int = 3
+
+    @classmethod
+    def from_metadata(
+        cls,
+        model_bytes: bytes,
+        metadata: dict[str, Any],
+        alert_threshold: float | None = None,
+        block_threshold: float | None = None,
+        n_reasons: int = 3,
+    ) -> ScoringPlan:
+        """Thresholds from the model unless overridden (configuration wins)."""
+        alert = metadata["thresholds"]["alert"] if alert_threshold is None else alert_threshold
+        block = metadata["thresholds"]["block"] if block_threshold is None else block_threshold
+        if block < alert:
+            raise ValueError(f"block threshold {block} is below the alert threshold {alert}")
+        return cls(
+            model_bytes=model_bytes,
+            model_sha256=metadata["model_sha256"],
+            model_version=metadata["model_version"],
+            mode=metadata["mode"],
+            feature_names=tuple(metadata["feature_names"]),
+            reference_values=tuple(metadata["reference_values"]),
+            reference_quantiles=metadata["reference_quantiles"],
+            alert_threshold=float(alert),
+            block_threshold=float(block),
+            n_reasons=n_reasons,
+        )
+
+
+def check_features_match(features_schema: T.StructType, metadata: dict[str, Any]) -> None:
+    """Refuse a model trained on other features, naming what differs."""
+    if feature_fingerprint(features_schema) == metadata.get("feature_fingerprint"):
+        return
+    have, want = feature_columns(features_schema), list(metadata.get("feature_names", []))
+    missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+    detail = (
+        f"missing from the table: {missing[:10]}; not known to the model: {extra[:10]}"
+        if missing or extra
+        else "same names, different order or types"
+    )
+    raise ModelMismatchError(
+        f"model {metadata.get('model_version')} was trained on features the table lacks ({detail}). "
+        "Retrain the model on the current features, or score with the model that matches them."
+    )
+
+
+def _worker_model(plan: ScoringPlan):
+    model = _WORKER_MODELS.get(plan.model_sha256)
+    if model is None:
+        from shopguard.registry import keras_model_from_bytes, sha256
+
+        if sha256(plan.model_bytes) != plan.model_sha256:
+            raise RuntimeError("model bytes changed in transit; refusing to score")
+        model = keras_model_from_bytes(plan.model_bytes)
+        _WORKER_MODELS.clear()  # keep one model per worker
+        _WORKER_MODELS[plan.model_sha256] = model
+    return model
+
+
+def score_frame(pdf: pd.DataFrame, plan: ScoringPlan, scored_at: datetime, score_date: date) -> pd.DataFrame:
+    """Score one pandas batch of feature rows; the same code path in the UDF and in tests."""
+    from shopguard.model import batch_scores, percentile_of, reasons
+
+    model = _worker_model(plan)
+    x = pdf[list(plan.feature_names)].to_numpy(dtype=np.float32)
+    scores, residuals = batch_scores(model, plan.mode, x)
+    action = np.where(
+        scores >= plan.block_threshold, "block", np.where(scores >= plan.alert_threshold, "alert", "pass")
+    )
+    return pd.DataFrame(
+        {
+            "user_id": pdf["user_id"].to_numpy(),
+            "score": scores,
+            "score_percentile": percentile_of(scores, plan.reference_quantiles),
+            "is_anomaly": scores >= plan.alert_threshold,
+            "action": action,
+            "reasons": reasons(
+                model,
+                plan.mode,
+                x,
+                scores,
+                residuals,
+                plan.feature_names,
+                plan.reference_values,
+                plan.n_reasons,
+            ),
+            "model_version": plan.model_version,
+            "scored_at": pd.Timestamp(scored_at),
+            "score_date": score_date,
+        }
+    )
+
+
+def score_users(features: DataFrame, plan: ScoringPlan, scored_at: datetime, score_date: date) -> DataFrame:
+    """Features of one snapshot -> the rows of the scores table (schemas.SCORES)."""
+    missing = [c for c in ("user_id", *plan.feature_names) if c not in features.columns]
+    if missing:
+        raise ModelMismatchError(f"features lack columns the model needs: {missing[:10]}")
+
+    def score_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for pdf in batches:
+            if len(pdf):
+                yield score_frame(pdf, plan, scored_at, score_date)
+
+    return features.select("user_id", *plan.feature_names).mapInPandas(score_batches, schemas.SCORES)

@@ -1,0 +1,725 @@
+"""Realistic synthetic clicks, orders and labels, with labelled injected anomalies.
+
+Users are simulated in blocks; each block draws from its own random stream seeded by (seed, block), so the
+output depends only on the settings, never on how Spark splits the work, and blocks run in parallel
+(`synthetic_records` is a mapInPandas over a DataFrame of block numbers).
+
+Normal users are deliberately heterogeneous so the detection problem is not trivially separable: several
+behaviour profiles (casual, regular, window shopper, power buyer, reseller buying in bulk, keen reviewer),
+heavy-tailed activity, a weekly rhythm, night owls, families sharing a device and an address, mobile users
+behind carrier IPs shared by thousands, travellers who change devices. Six anomaly types are injected,
+each with an intensity in [0.35, 1.5]; a share of them is "subtle" (intensity < 0.6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from shopguard import schemas
+
+DAY = 86_400
+N_CATEGORIES = 60
+ITEMS_PER_CATEGORY = 400
+CARRIER_IPS = 300  # mobile carriers put many users behind few addresses (CGNAT)
+PAYMENT_METHODS = np.array(
+    ["card", "paypal", "apple_pay", "bank_transfer", "klarna", "gift_card", "google_pay"]
+)
+CURRENCIES = np.array(["EUR", "USD", "GBP"])
+
+PROFILES = ("casual", "regular", "window_shopper", "power_buyer", "reseller", "reviewer")
+PROFILE_SHARE = np.array([0.40, 0.28, 0.15, 0.08, 0.03, 0.06])
+# sessions per day (median), events per session (mean), probability that a cart becomes an order
+PROFILE_RATE = np.array([0.12, 0.3, 0.25, 0.6, 0.4, 0.2])
+PROFILE_SESSION_LEN = np.array([5.0, 7.0, 9.0, 8.0, 6.0, 6.0])
+PROFILE_ORDER_P = np.array([0.35, 0.5, 0.08, 0.7, 0.85, 0.4])
+PROFILE_AMOUNT = np.array([35.0, 45.0, 30.0, 90.0, 250.0, 40.0])
+# event type mix after the first event: page_view, search, add_to_cart, favorite, review
+BROWSE_TYPES = np.array(["page_view", "search", "add_to_cart", "favorite", "review"])
+PROFILE_MIX = np.array(
+    [
+        [0.62, 0.20, 0.09, 0.08, 0.01],
+        [0.58, 0.20, 0.12, 0.08, 0.02],
+        [0.66, 0.20, 0.05, 0.09, 0.00],
+        [0.52, 0.18, 0.18, 0.09, 0.03],
+        [0.50, 0.22, 0.20, 0.06, 0.02],
+        [0.55, 0.15, 0.09, 0.08, 0.13],
+    ]
+)
+NORMAL_RATINGS = np.array([0.08, 0.07, 0.15, 0.33, 0.37])  # 1..5 stars
+
+UNION_SCHEMA = T.StructType(
+    [T.StructField("record_type", T.StringType())]
+    + [f for f in schemas.CLICKS.fields if f.name != "event_date"]
+    + [f for f in schemas.TRANSACTIONS.fields if f.name not in ("user_id", "device_id", "ip", "order_date")]
+    + [f for f in schemas.LABELS.fields if f.name != "user_id"]
+    + [T.StructField("intensity", T.DoubleType())]
+)
+
+# Ground truth of a generated data set: every injected anomaly, labelled or not (benchmarks only).
+TRUTH = T.StructType(
+    [
+        T.StructField("user_id", T.StringType()),
+        T.StructField("anomaly_type", T.StringType()),
+        T.StructField("intensity", T.DoubleType()),
+        T.StructField("subtle", T.BooleanType()),
+    ]
+)
+SUBTLE_BELOW = 0.6
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    users: int = 5000
+    days: int = 30
+    end_date: date = date(2026, 11, 22)
+    seed: int = 7
+    anomaly_share: float = 0.02
+    users_per_block: int = 500
+    subtle_share: float = 0.25  # share of anomalies injected at low intensity
+    anomaly_label_share: float = 0.5  # injected anomalies that investigations found (label 1)
+    known_good_share: float = 0.03  # normal users cleared by investigations (label 0)
+    label_noise: float = 0.0  # share of labels flipped, to keep evaluation honest
+
+    def __post_init__(self) -> None:
+        if self.users <= 0 or self.days <= 0 or self.users_per_block <= 0:
+            raise ValueError("users, days and users_per_block must be positive")
+        if not 0 <= self.anomaly_share < 0.5:
+            raise ValueError(f"anomaly_share must be in [0, 0.5), got {self.anomaly_share}")
+
+    @property
+    def blocks(self) -> int:
+        return -(-self.users // self.users_per_block)
+
+    @property
+    def start(self) -> datetime:
+        """First instant simulated: midnight UTC, `days` days before the end of `end_date`."""
+        first_day = self.end_date - timedelta(days=self.days - 1)
+        return datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _ids(prefix: str, numbers: np.ndarray) -> np.ndarray:
+    return np.char.add(prefix, numbers.astype(np.int64).astype(str))
+
+
+def _ip(numbers: np.ndarray) -> np.ndarray:
+    """Deterministic public-looking IPv4 addresses from integers."""
+    n = (numbers.astype(np.uint64) * np.uint64(2654435761)) % np.uint64(2**32)
+    parts = [((n >> np.uint64(s)) & np.uint64(255)).astype(int) for s in (24, 16, 8, 0)]
+    parts[0] = 11 + parts[0] % 200  # keep away from private and reserved first octets
+    out = parts[0].astype(str)
+    for p in parts[1:]:
+        out = np.char.add(np.char.add(out, "."), p.astype(str))
+    return out
+
+
+def _carrier_ip(k: np.ndarray) -> np.ndarray:
+    k = k.astype(int)
+    return np.char.add(
+        np.char.add("100.64.", (k // 256).astype(str)), np.char.add(".", (k % 256).astype(str))
+    )
+
+
+def _diurnal_hours(rng: np.random.Generator, n: int, night_owl: np.ndarray) -> np.ndarray:
+    """Hours of day with lunch and evening peaks; night owls shifted towards 0-4 h."""
+    peak = rng.choice([9.5, 13.0, 20.5], size=n, p=[0.2, 0.3, 0.5])
+    hours = rng.normal(peak, 2.2)
+    hours = np.where(night_owl, rng.normal(1.5, 2.0, size=n), hours)
+    return np.mod(hours, 24.0)
+
+
+@dataclass
+class _Users:
+    uid: np.ndarray
+    profile: np.ndarray
+    rate: np.ndarray
+    signup_day: np.ndarray  # -1: signed up before the simulated period
+    night_owl: np.ndarray
+    traveller: np.ndarray
+    n_devices: np.ndarray
+    household: np.ndarray  # uid of the household head (self when alone)
+    mobile_share: np.ndarray
+    currency: np.ndarray
+    payment: np.ndarray  # (n, 2) indices into PAYMENT_METHODS
+    categories: np.ndarray  # (n, 3) preferred categories
+
+
+def _draw_users(rng: np.random.Generator, uid: np.ndarray, spec: SyntheticSpec) -> _Users:
+    n = len(uid)
+    profile = rng.choice(len(PROFILES), size=n, p=PROFILE_SHARE)
+    rate = PROFILE_RATE[profile] * rng.lognormal(0.0, 0.9, size=n)  # heavy-tailed activity
+    new = rng.random(n) < 0.12
+    signup_day = np.where(new, rng.integers(0, spec.days, size=n), -1)
+    household = uid.copy()
+    families = np.flatnonzero(rng.random(n) < 0.12)
+    if n > 1 and len(families):
+        household[families] = uid[rng.integers(0, n, size=len(families))]
+    return _Users(
+        uid=uid,
+        profile=profile,
+        rate=np.clip(rate, 0.01, 12.0),
+        signup_day=signup_day,
+        night_owl=rng.random(n) < 0.08,
+        traveller=rng.random(n) < 0.04,
+        n_devices=1 + rng.poisson(0.5, size=n),
+        household=household,
+        mobile_share=rng.beta(1.2, 2.0, size=n),
+        currency=rng.choice(3, size=n, p=[0.7, 0.2, 0.1]),
+        payment=rng.choice(3, size=(n, 2), p=[0.6, 0.3, 0.1]),
+        categories=rng.integers(0, N_CATEGORIES, size=(n, 3)),
+    )
+
+
+# --------------------------------------------------------------------------- normal behaviour
+
+
+def _normal_behaviour(rng: np.random.Generator, users: _Users, spec: SyntheticSpec, t0: int):
+    """Sessions -> events and orders for every user of the block, vectorised."""
+    n, days = len(users.uid), spec.days
+    weekday = (np.arange(days) + spec.start.weekday()) % 7
+    day_factor = np.where(weekday >= 5, 1.35, 1.0) * rng.gamma(8.0, 1 / 8.0, size=days)
+    user_day = rng.gamma(2.0, 0.5, size=(n, days))  # bursts of interest
+    lam = users.rate[:, None] * day_factor[None, :] * user_day
+    lam[np.arange(days)[None, :] < users.signup_day[:, None]] = 0.0
+    counts = rng.poisson(lam)
+    s_user, s_day = np.nonzero(counts)
+    reps = counts[s_user, s_day]
+    s_user, s_day = np.repeat(s_user, reps), np.repeat(s_day, reps)
+    n_sessions = len(s_user)
+    hours = _diurnal_hours(rng, n_sessions, users.night_owl[s_user])
+    s_start = t0 + s_day * DAY + (hours * 3600).astype(np.int64)
+    signup_at = t0 + users.signup_day * DAY + rng.integers(0, DAY // 2, size=n)
+    s_start = np.where(users.signup_day[s_user] >= 0, np.maximum(s_start, signup_at[s_user] + 60), s_start)
+
+    profile = users.profile[s_user]
+    s_len = 1 + rng.geometric(1.0 / PROFILE_SESSION_LEN[profile])
+    s_device_k = rng.integers(0, users.n_devices[s_user])
+    travelling = users.traveller[s_user] & (rng.random(n_sessions) < 0.3)
+    s_device = np.where(
+        travelling,
+        _ids("dv-t", users.uid[s_user] * 100 + rng.integers(0, 20, size=n_sessions)),
+        np.where(
+            (s_device_k == 0) & (users.household[s_user] != users.uid[s_user]),
+            _ids("dv-h", users.household[s_user]),
+            np.char.add(_ids("dv", users.uid[s_user]), _ids("-", s_device_k)),
+        ),
+    )
+    on_mobile = rng.random(n_sessions) < users.mobile_share[s_user]
+    s_ip = np.where(
+        on_mobile,
+        _carrier_ip(rng.integers(0, CARRIER_IPS, size=n_sessions)),
+        np.where(travelling, _ip(rng.integers(10**6, 10**9, size=n_sessions)), _ip(users.household[s_user])),
+    )
+    s_id = np.char.add(_ids("s", users.uid[s_user]), _ids("-", np.arange(n_sessions)))
+
+    # events
+    e_session = np.repeat(np.arange(n_sessions), s_len)
+    n_events = len(e_session)
+    first = np.r_[0, np.cumsum(s_len)[:-1]]
+    position = np.arange(n_events) - np.repeat(first, s_len)
+    u = rng.random(n_events)
+    cum = np.cumsum(PROFILE_MIX[profile[e_session]], axis=1)
+    e_type = BROWSE_TYPES[(u[:, None] > cum).sum(axis=1).clip(max=len(BROWSE_TYPES) - 1)].astype(object)
+    login = (position == 0) & (rng.random(n_events) < 0.35)
+    e_type[login] = "login_success"
+    typo = login & (rng.random(n_events) < 0.04)  # a mistyped password now and then
+    gaps = rng.lognormal(np.log(25.0), 1.0, size=n_events)
+    gaps[position == 0] = 0.0
+    offsets = np.cumsum(gaps) - np.repeat(np.cumsum(gaps)[first], s_len)
+    e_time = s_start[e_session] + offsets.astype(np.int64)
+    e_user = s_user[e_session]
+    category = users.categories[e_user, rng.integers(0, 3, size=n_events)]
+    category = np.where(rng.random(n_events) < 0.15, rng.integers(0, N_CATEGORIES, size=n_events), category)
+    item = category * ITEMS_PER_CATEGORY + np.minimum(
+        rng.zipf(1.6, size=n_events) - 1, ITEMS_PER_CATEGORY - 1
+    )
+    browsing = np.isin(e_type, ["page_view", "search", "add_to_cart", "favorite", "review"])
+    dwell = np.where(browsing, rng.lognormal(np.log(18_000), 0.9, size=n_events), np.nan)
+    rating = np.where(e_type == "review", rng.choice(5, size=n_events, p=NORMAL_RATINGS) + 1, np.nan)
+
+    events = pd.DataFrame(
+        {
+            "user_id": users.uid[e_user],
+            "t": e_time,
+            "event_type": e_type,
+            "session_id": s_id[e_session],
+            "item": np.where(browsing, item, -1),
+            "category": np.where(browsing, category, -1),
+            "device_id": s_device[e_session],
+            "ip": s_ip[e_session],
+            "dwell_ms": dwell,
+            "rating": rating,
+        }
+    )
+    typos = events[typo].assign(event_type="login_failure", t=lambda d: d.t - 20, dwell_ms=np.nan)
+    new_users = np.flatnonzero(users.signup_day >= 0)
+    signups = pd.DataFrame(
+        {
+            "user_id": users.uid[new_users],
+            "t": signup_at[new_users],
+            "event_type": "signup",
+            "session_id": _ids("s-signup", users.uid[new_users]),
+            "item": -1,
+            "category": -1,
+            "device_id": np.char.add(_ids("dv", users.uid[new_users]), "-0"),
+            "ip": _ip(users.household[new_users]),
+            "dwell_ms": np.nan,
+            "rating": np.nan,
+        }
+    )
+
+    # orders: a session with a cart may end in an order
+    carts = (
+        pd.Series(e_type == "add_to_cart").groupby(e_session).sum().reindex(range(n_sessions), fill_value=0)
+    )
+    ordering = np.flatnonzero((carts.to_numpy() > 0) & (rng.random(n_sessions) < PROFILE_ORDER_P[profile]))
+    o_user = s_user[ordering]
+    o_profile = profile[ordering]
+    reseller = PROFILES.index("reseller")
+    quantity = np.where(
+        o_profile == reseller,
+        rng.integers(5, 45, size=len(ordering)),
+        1 + rng.poisson(0.4, size=len(ordering)),
+    )
+    unit = PROFILE_AMOUNT[o_profile] * rng.lognormal(0.0, 0.7, size=len(ordering))
+    amount = np.round(unit * np.where(o_profile == reseller, quantity / 6.0, np.sqrt(quantity)), 2)
+    status = rng.choice(np.array(list(schemas.ORDER_STATUSES)), size=len(ordering), p=[0.93, 0.045, 0.025])
+    session_end = s_start[ordering] + (s_len[ordering] * 40)
+    orders = pd.DataFrame(
+        {
+            "user_id": users.uid[o_user],
+            "t": session_end + rng.integers(5, 300, size=len(ordering)),
+            "amount": amount,
+            "currency": CURRENCIES[users.currency[o_user]],
+            "quantity": quantity,
+            "status": status,
+            "payment_method": PAYMENT_METHODS[users.payment[o_user, rng.integers(0, 2, size=len(ordering))]],
+            "device_id": s_device[ordering],
+            "ip": s_ip[ordering],
+            "shipping_address_id": np.where(
+                rng.random(len(ordering)) < 0.85,
+                _ids("ad", users.household[o_user]),
+                _ids("ad2-", users.uid[o_user]),
+            ),
+        }
+    )
+    return pd.concat([events, typos, signups], ignore_index=True), orders
+
+
+# --------------------------------------------------------------------------- anomalies
+
+
+def _episode(rng: np.random.Generator, spec: SyntheticSpec, t0: int, days: int) -> tuple[int, int]:
+    """An anomaly episode ending on the last simulated day (seconds since epoch)."""
+    end = t0 + spec.days * DAY - int(rng.integers(0, 6 * 3600))
+    return max(t0, end - days * DAY), end
+
+
+def _times(rng: np.random.Generator, start: int, end: int, n: int) -> np.ndarray:
+    return np.sort(rng.integers(start, max(start + 1, end), size=n))
+
+
+def _clicks(
+    user: str, t: np.ndarray, event_type, session, item, device, ip, dwell, rating=np.nan
+) -> pd.DataFrame:
+    n = len(t)
+    item = np.broadcast_to(item, n)
+    return pd.DataFrame(
+        {
+            "user_id": user,
+            "t": t,
+            "event_type": np.broadcast_to(event_type, n),
+            "session_id": np.broadcast_to(session, n),
+            "item": item,
+            "category": np.where(item >= 0, item // ITEMS_PER_CATEGORY, -1),
+            "device_id": np.broadcast_to(device, n),
+            "ip": np.broadcast_to(ip, n),
+            "dwell_ms": np.broadcast_to(dwell, n).astype(float),
+            "rating": np.broadcast_to(rating, n).astype(float),
+        }
+    )
+
+
+def _orders(user: str, t: np.ndarray, amount, quantity, status, payment, device, ip, address, currency="EUR"):
+    n = len(t)
+    return pd.DataFrame(
+        {
+            "user_id": user,
+            "t": t,
+            "amount": np.round(np.broadcast_to(amount, n).astype(float), 2),
+            "currency": currency,
+            "quantity": np.broadcast_to(quantity, n).astype(int),
+            "status": np.broadcast_to(status, n),
+            "payment_method": np.broadcast_to(payment, n),
+            "device_id": np.broadcast_to(device, n),
+            "ip": np.broadcast_to(ip, n),
+            "shipping_address_id": np.broadcast_to(address, n),
+        }
+    )
+
+
+def _brushing(rng, user, uid, k, spec, t0, campaign):
+    start, end = _episode(rng, spec, t0, int(rng.integers(2, 6)))
+    clicks, orders = [], []
+    for s in range(max(1, int(rng.poisson(3 * k)))):
+        t_s = int(rng.integers(start, end))
+        n = int(rng.integers(15, 50) * min(k, 1.0)) + 5
+        t = t_s + np.cumsum(rng.integers(1, 4, size=n) / max(k, 0.5)).astype(np.int64)
+        types = rng.choice(["page_view", "add_to_cart"], size=n, p=[0.7, 0.3])
+        device = campaign["devices"][rng.integers(0, len(campaign["devices"]))]
+        ip = campaign["ips"][rng.integers(0, len(campaign["ips"]))]
+        item = rng.choice(campaign["items"], size=n)
+        clicks.append(
+            _clicks(user, t, types, f"s-b{uid}-{s}", item, device, ip, rng.integers(200, 1500, size=n))
+        )
+        n_orders = int(rng.integers(1, 4))
+        orders.append(
+            _orders(
+                user,
+                t[-1] + np.arange(1, n_orders + 1) * 7,
+                rng.uniform(5, 25, n_orders),
+                1,
+                "paid",
+                "card",
+                device,
+                ip,
+                campaign["address"],
+            )
+        )
+    return clicks, orders
+
+
+def _bulk_order(rng, user, uid, k, spec, t0, home):
+    start, end = _episode(rng, spec, t0, int(rng.integers(1, 4)))
+    n = int(rng.integers(2, 6) + 8 * k * rng.random())
+    t = _times(rng, start, end, n)
+    quantity = (rng.integers(40, 300, size=n) * k).astype(int) + 20
+    amount = quantity * rng.uniform(8, 40, size=n)
+    clicks = _clicks(
+        user,
+        t - 60,
+        "add_to_cart",
+        f"s-bulk{uid}",
+        rng.integers(0, 24000, size=n),
+        home["device"],
+        home["ip"],
+        rng.integers(3000, 20000, size=n),
+    )
+    return [clicks], [
+        _orders(
+            user, t, amount, quantity, "paid", home["payment"], home["device"], home["ip"], home["address"]
+        )
+    ]
+
+
+def _cancel_abuse(rng, user, uid, k, spec, t0, home):
+    start, end = _episode(rng, spec, t0, int(rng.integers(5, 20)))
+    n = int(rng.integers(6, 16) * max(k, 0.4))
+    t = _times(rng, start, end, n)
+    cancel_share = min(0.98, 0.45 + 0.35 * k)
+    status = rng.choice(
+        ["paid", "cancelled", "refunded"],
+        size=n,
+        p=[1 - cancel_share, cancel_share * 0.6, cancel_share * 0.4],
+    )
+    clicks = _clicks(
+        user,
+        t - 90,
+        "add_to_cart",
+        f"s-ca{uid}",
+        rng.integers(0, 24000, size=n),
+        home["device"],
+        home["ip"],
+        rng.integers(3000, 30000, size=n),
+    )
+    return [clicks], [
+        _orders(
+            user,
+            t,
+            rng.lognormal(np.log(60), 0.6, n),
+            1,
+            status,
+            home["payment"],
+            home["device"],
+            home["ip"],
+            home["address"],
+        )
+    ]
+
+
+def _account_takeover(rng, user, uid, k, spec, t0, home):
+    start, end = _episode(rng, spec, t0, 1)
+    device, ip = f"dv-ato{uid}", _ip(np.array([uid + 7_000_000_000]))[0]
+    n_fail = int(rng.integers(3, 12) * k) + 2
+    t_fail = _times(rng, start, start + 1800, n_fail)
+    t_ok = t_fail[-1] + int(rng.integers(10, 120))
+    n_orders = int(rng.integers(1, 3) + 2 * k * rng.random())
+    t_orders = t_ok + np.cumsum(rng.integers(60, 900, size=n_orders))
+    clicks = [
+        _clicks(user, t_fail, "login_failure", f"s-ato{uid}", -1, device, ip, np.nan),
+        _clicks(user, np.array([t_ok]), "login_success", f"s-ato{uid}", -1, device, ip, np.nan),
+        _clicks(
+            user,
+            t_orders - 30,
+            "add_to_cart",
+            f"s-ato{uid}",
+            rng.integers(0, 24000, size=n_orders),
+            device,
+            ip,
+            rng.integers(1000, 6000, size=n_orders),
+        ),
+    ]
+    amount = rng.uniform(400, 2500, size=n_orders) * max(k, 0.4)
+    return clicks, [_orders(user, t_orders, amount, 1, "paid", "gift_card", device, ip, f"ad-ato{uid}")]
+
+
+def _payment_fraud(rng, user, uid, k, spec, t0, ring):
+    start, end = _episode(rng, spec, t0, int(rng.integers(1, 5)))
+    signup = start - int(rng.integers(0, 2 * DAY))
+    device = ring["devices"][rng.integers(0, len(ring["devices"]))]
+    ip = ring["ips"][rng.integers(0, len(ring["ips"]))]
+    clicks = [_clicks(user, np.array([max(t0, signup)]), "signup", f"s-pf{uid}", -1, device, ip, np.nan)]
+    n = int(rng.integers(2, 6) * max(k, 0.5)) + 1
+    t = _times(rng, max(t0, signup) + 600, end, n)
+    devices = np.array(ring["devices"])[rng.integers(0, len(ring["devices"]), size=n)]
+    methods = PAYMENT_METHODS[rng.choice(len(PAYMENT_METHODS), size=n)]
+    addresses = np.array(ring["addresses"])[rng.integers(0, len(ring["addresses"]), size=n)]
+    clicks.append(
+        _clicks(
+            user,
+            t - 45,
+            "add_to_cart",
+            f"s-pf{uid}",
+            rng.integers(0, 24000, size=n),
+            devices,
+            ip,
+            rng.integers(2000, 9000, size=n),
+        )
+    )
+    status = rng.choice(["paid", "refunded"], size=n, p=[0.8, 0.2])
+    amount = rng.uniform(200, 1800, size=n) * max(k, 0.4)
+    return clicks, [_orders(user, t, amount, 1, status, methods, devices, ip, addresses)]
+
+
+def _review_abuse(rng, user, uid, k, spec, t0, campaign):
+    start, end = _episode(rng, spec, t0, int(rng.integers(2, 8)))
+    n = int(rng.integers(8, 40) * k) + 4
+    t = _times(rng, start, end, n)
+    rating = np.where(rng.random(n) < campaign["five_star_share"], 5, 1)
+    item = rng.choice(campaign["items"], size=n)
+    views = _clicks(
+        user,
+        t - 20,
+        "page_view",
+        f"s-ra{uid}",
+        item,
+        campaign["device"],
+        campaign["ip"],
+        rng.integers(500, 4000, size=n),
+    )
+    reviews = _clicks(
+        user,
+        t,
+        "review",
+        f"s-ra{uid}",
+        item,
+        campaign["device"],
+        campaign["ip"],
+        rng.integers(2000, 9000, size=n),
+        rating,
+    )
+    return [views, reviews], []
+
+
+def _inject(rng, users: _Users, spec: SyntheticSpec, t0: int, events: pd.DataFrame, orders: pd.DataFrame):
+    """Choose anomalous users, add their episodes; returns extra events, extra orders and labels."""
+    n = len(users.uid)
+    anomalous = np.flatnonzero(rng.random(n) < spec.anomaly_share)
+    kinds = rng.integers(0, len(schemas.ANOMALY_TYPES), size=len(anomalous))
+    subtle = rng.random(len(anomalous)) < spec.subtle_share
+    intensity = np.where(
+        subtle, rng.uniform(0.35, 0.6, len(anomalous)), rng.uniform(0.6, 1.5, len(anomalous))
+    )
+    block_key = int(users.uid[0])
+    campaigns = {
+        "brushing": {
+            "devices": [f"dv-farm{block_key}-{i}" for i in range(3)],
+            "ips": list(_ip(np.arange(3) + block_key * 10 + 9_000_000_000)),
+            "items": rng.integers(0, N_CATEGORIES * ITEMS_PER_CATEGORY, size=3),
+            "address": f"ad-farm{block_key}",
+        },
+        "review_abuse": {
+            "device": f"dv-rev{block_key}",
+            "ip": _ip(np.array([block_key + 8_000_000_000]))[0],
+            "items": rng.integers(0, N_CATEGORIES * ITEMS_PER_CATEGORY, size=4),
+            "five_star_share": float(rng.choice([0.1, 0.9])),
+        },
+    }
+    rings: dict[int, dict] = {}
+    fraudsters = 0
+    extra_clicks, extra_orders, labels, truth = [], [], [], []
+    last_day = spec.end_date
+    for index, kind_index, k in zip(anomalous, kinds, intensity, strict=True):
+        uid = int(users.uid[index])
+        user = f"u{uid:08d}"
+        kind = schemas.ANOMALY_TYPES[kind_index]
+        home = {
+            "device": f"dv{uid}-0",
+            "ip": _ip(np.array([users.household[index]]))[0],
+            "payment": PAYMENT_METHODS[users.payment[index, 0]],
+            "address": f"ad{users.household[index]}",
+        }
+        if kind == "brushing":
+            c, o = _brushing(rng, user, uid, k, spec, t0, campaigns["brushing"])
+        elif kind == "bulk_order":
+            c, o = _bulk_order(rng, user, uid, k, spec, t0, home)
+        elif kind == "cancel_abuse":
+            c, o = _cancel_abuse(rng, user, uid, k, spec, t0, home)
+        elif kind == "account_takeover":
+            c, o = _account_takeover(rng, user, uid, k, spec, t0, home)
+        elif kind == "payment_fraud":
+            ring_id, fraudsters = fraudsters // 3, fraudsters + 1  # rings of three accounts
+            ring = rings.setdefault(
+                ring_id,
+                {
+                    "devices": [f"dv-ring{block_key}-{ring_id}-{i}" for i in range(2)],
+                    "ips": list(_ip(np.arange(2) + (block_key + ring_id) * 10 + 6_000_000_000)),
+                    "addresses": [f"ad-ring{block_key}-{ring_id}-{i}" for i in range(2)],
+                },
+            )
+            c, o = _payment_fraud(rng, user, uid, k, spec, t0, ring)
+        else:
+            c, o = _review_abuse(rng, user, uid, k, spec, t0, campaigns["review_abuse"])
+        extra_clicks += c
+        extra_orders += o
+        if kind == "payment_fraud":  # a fresh fake account: no normal history
+            events = events[events.user_id != uid]
+            orders = orders[orders.user_id != uid]
+        truth.append((user, kind, float(k), bool(k < SUBTLE_BELOW)))
+        if rng.random() < spec.anomaly_label_share:
+            # Investigations label cases days to weeks after they happen; some only after the snapshot.
+            labelled_day = last_day - timedelta(days=int(rng.integers(-10, 20)))
+            labels.append((user, 1, kind, labelled_day))
+    normal = np.setdiff1d(np.arange(n), anomalous)
+    known_good = normal[rng.random(len(normal)) < spec.known_good_share]
+    for index in known_good:
+        cleared_day = spec.end_date - timedelta(days=int(rng.integers(0, spec.days)))
+        labels.append((f"u{int(users.uid[index]):08d}", 0, None, cleared_day))
+    return events, orders, extra_clicks, extra_orders, labels, truth
+
+
+# --------------------------------------------------------------------------- per block
+
+
+def simulate_block(block: int, spec: SyntheticSpec) -> pd.DataFrame:
+    """All records of one block of users, in the union layout of UNION_SCHEMA."""
+    rng = np.random.default_rng([spec.seed, block])
+    first = block * spec.users_per_block
+    uid = np.arange(first, min(first + spec.users_per_block, spec.users), dtype=np.int64)
+    if len(uid) == 0:
+        return pd.DataFrame(columns=UNION_SCHEMA.fieldNames())
+    t0 = int(spec.start.timestamp())
+    users = _draw_users(rng, uid, spec)
+    events, orders = _normal_behaviour(rng, users, spec, t0)
+    events["user_id"] = events["user_id"].astype(np.int64)
+    orders["user_id"] = orders["user_id"].astype(np.int64)
+    events, orders, extra_clicks, extra_orders, labels, truth = _inject(rng, users, spec, t0, events, orders)
+    events = events.assign(user_id=lambda d: np.char.mod("u%08d", d.user_id.to_numpy()))
+    orders = orders.assign(user_id=lambda d: np.char.mod("u%08d", d.user_id.to_numpy()))
+    events = pd.concat([events, *extra_clicks], ignore_index=True)
+    orders = pd.concat([orders, *extra_orders], ignore_index=True)
+    end = t0 + spec.days * DAY
+    events = events[(events.t >= t0) & (events.t < end)]
+    orders = orders[(orders.t >= t0) & (orders.t < end)].reset_index(drop=True)
+
+    clicks_out = pd.DataFrame(
+        {
+            "record_type": "click",
+            "user_id": events.user_id.to_numpy(),
+            "event_time": pd.to_datetime(events.t.to_numpy(), unit="s", utc=True),
+            "event_type": events.event_type.to_numpy(),
+            "session_id": events.session_id.to_numpy(),
+            "item_id": np.where(
+                events.item >= 0, np.char.mod("it%06d", events.item.to_numpy().astype(int)), None
+            ),
+            "category_id": np.where(
+                events.category >= 0, np.char.mod("cat%03d", events.category.to_numpy().astype(int)), None
+            ),
+            "device_id": events.device_id.to_numpy(),
+            "ip": events.ip.to_numpy(),
+            "dwell_ms": pd.array(np.round(events.dwell_ms.to_numpy()), dtype="Int64"),
+            "rating": pd.array(events.rating.to_numpy(), dtype="Int32"),
+        }
+    )
+    order_block = f"{block:05d}"
+    orders_out = pd.DataFrame(
+        {
+            "record_type": "order",
+            "user_id": orders.user_id.to_numpy(),
+            "device_id": orders.device_id.to_numpy(),
+            "ip": orders.ip.to_numpy(),
+            "order_id": np.char.add(f"o{order_block}-", np.arange(len(orders)).astype(str)),
+            "order_time": pd.to_datetime(orders.t.to_numpy(), unit="s", utc=True),
+            "amount": orders.amount.to_numpy(dtype=float),
+            "currency": orders.currency.to_numpy(),
+            "quantity": orders.quantity.to_numpy(dtype=np.int32),
+            "status": orders.status.to_numpy(),
+            "payment_method": orders.payment_method.to_numpy(),
+            "shipping_address_id": orders.shipping_address_id.to_numpy(),
+        }
+    )
+    label_rows = pd.DataFrame(labels, columns=["user_id", "label", "anomaly_type", "labelled_day"])
+    labels_out = pd.DataFrame(
+        {
+            "record_type": "label",
+            "user_id": label_rows.user_id,
+            "label": label_rows.label.astype(np.int32),
+            "anomaly_type": label_rows.anomaly_type,
+            "labelled_at": pd.to_datetime(label_rows.labelled_day).dt.tz_localize("UTC")
+            + pd.Timedelta(hours=12),
+        }
+    )
+    truth_rows = pd.DataFrame(truth, columns=["user_id", "anomaly_type", "intensity", "subtle"])
+    truth_out = truth_rows.drop(columns="subtle").assign(record_type="truth")
+    if spec.label_noise > 0 and len(labels_out):
+        flip = rng.random(len(labels_out)) < spec.label_noise
+        labels_out.loc[flip, "label"] = 1 - labels_out.loc[flip, "label"]
+    frames = [clicks_out, orders_out, labels_out, truth_out]
+    return pd.concat(frames, ignore_index=True).reindex(columns=UNION_SCHEMA.fieldNames())
+
+
+def synthetic_records(blocks: DataFrame, spec: SyntheticSpec) -> DataFrame:
+    """DataFrame of block numbers (column `id`, e.g. spark.range) -> every simulated record."""
+
+    def simulate(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            for block in batch["id"]:
+                yield simulate_block(int(block), spec)
+
+    return blocks.mapInPandas(simulate, UNION_SCHEMA)
+
+
+def split_records(records: DataFrame) -> tuple[DataFrame, DataFrame, DataFrame, DataFrame]:
+    """Union layout -> (clicks, transactions, labels, truth), canonical schemas with date partitions."""
+    clicks = records.where(F.col("record_type") == "click").withColumn("event_date", F.to_date("event_time"))
+    orders = records.where(F.col("record_type") == "order").withColumn("order_date", F.to_date("order_time"))
+    labels = records.where(F.col("record_type") == "label")
+    truth = records.where(F.col("record_type") == "truth").withColumn(
+        "subtle", F.col("intensity") < SUBTLE_BELOW
+    )
+    return (
+        clicks.select(*schemas.CLICKS.fieldNames()),
+        orders.select(*schemas.TRANSACTIONS.fieldNames()),
+        labels.select(*schemas.LABELS.fieldNames()),
+        truth.select(*TRUTH.fieldNames()),
+    )
