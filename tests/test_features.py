@@ -154,6 +154,7 @@ def test_order_amounts_are_in_the_base_currency_and_rates_count_statuses(f):
     assert u["amount_mean_7d"] == pytest.approx(100.0 / 3)
     assert (u["orders_7d"], u["quantity_sum_7d"], u["quantity_max_7d"]) == (3, 8, 5)
     assert u["cancel_rate_7d"] == pytest.approx(1 / 3) and u["refund_rate_7d"] == pytest.approx(1 / 3)
+    assert (u["cancelled_orders_7d"], u["refunded_orders_7d"], u["cancelled_orders_1d"]) == (1, 1, 0)
     assert (u["payment_methods_7d"], u["shipping_addresses_7d"]) == (2, 2)
 
 

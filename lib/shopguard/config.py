@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,6 +50,7 @@ class TableSettings(_Section):
     clicks: str = "raw/clicks"
     transactions: str = "raw/transactions"
     labels: str = "raw/labels"
+    truth: str = "raw/truth"  # generated data only: every injected anomaly
     features: str = "features"
     scores: str = "scores"
     quarantine: str = "quarantine"
@@ -106,7 +108,7 @@ class ColumnSettings(_Section):
 
 class ValidationSettings(_Section):
     max_future_minutes: int = Field(60, ge=0)
-    min_event_date: str = "2000-01-01"
+    min_event_date: date = date(2000, 1, 1)
     max_string_length: int = Field(256, gt=0)
     rating_min: int = 1
     rating_max: int = 5
@@ -139,14 +141,15 @@ class FeatureSettings(_Section):
 class ModelSettings(_Section):
     mode: Literal["autoencoder", "classifier"] = "autoencoder"
     name: str = "shopguard"
-    hidden_units: list[int] = Field(default_factory=lambda: [64, 32])
-    latent_units: int = Field(8, gt=0)
+    hidden_units: list[int] = Field(default_factory=lambda: [32])
+    latent_units: int = Field(2, gt=0)
     dropout: float = Field(0.1, ge=0, lt=1)
     epochs: int = Field(40, gt=0)
     batch_size: int = Field(256, gt=0)
     learning_rate: float = Field(1e-3, gt=0)
     validation_fraction: float = Field(0.2, gt=0, lt=1)
     early_stopping_patience: int = Field(4, ge=0)
+    trim_share: float = Field(0.05, ge=0, lt=0.5)
     seed: int = 42
     # Snapshots to train on: the last N snapshot dates up to and including --date.
     training_snapshots: int = Field(1, gt=0)
@@ -177,9 +180,13 @@ class ScoringSettings(_Section):
 class GenerateSettings(_Section):
     users: int = Field(5000, gt=0)
     days: int = Field(30, gt=0)
-    end_date: str = "2026-11-22"
+    end_date: date | None = None  # None: yesterday (UTC)
     seed: int = 7
     anomaly_share: float = Field(0.02, ge=0, lt=0.5)
+    subtle_share: float = Field(0.25, ge=0, le=1)
+    anomaly_label_share: float = Field(0.5, ge=0, le=1)
+    known_good_share: float = Field(0.03, ge=0, le=1)
+    label_noise: float = Field(0.0, ge=0, lt=0.5)
     users_per_block: int = Field(500, gt=0)
 
 

@@ -180,6 +180,8 @@ def _order_aggregates(spec: FeatureSpec, start: Windows) -> list[tuple[str, str]
             (f"amount_std_{w}d", _or_zero(f"stddev_pop({amount})")),
             (f"quantity_sum_{w}d", _or_zero(f"sum({quantity})")),
             (f"quantity_max_{w}d", _or_zero(f"max({quantity})")),
+            (f"cancelled_orders_{w}d", _count(f"{in_w} AND status = 'cancelled'")),
+            (f"refunded_orders_{w}d", _count(f"{in_w} AND status = 'refunded'")),
             (f"cancel_rate_{w}d", _ratio(_count(f"{in_w} AND status = 'cancelled'"), orders)),
             (f"refund_rate_{w}d", _ratio(_count(f"{in_w} AND status = 'refunded'"), orders)),
             (f"payment_methods_{w}d", _distinct(in_w, "payment_method")),

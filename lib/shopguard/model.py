@@ -68,14 +68,15 @@ class TrainingParams:
     """Plain values that shape training; the train job builds them from the `model:` settings."""
 
     mode: Mode = "autoencoder"
-    hidden_units: tuple[int, ...] = (64, 32)
-    latent_units: int = 8
+    hidden_units: tuple[int, ...] = (32,)
+    latent_units: int = 2
     dropout: float = 0.1
     epochs: int = 40
     batch_size: int = 256
     learning_rate: float = 1e-3
     validation_fraction: float = 0.2
     early_stopping_patience: int = 4
+    trim_share: float = 0.05
     seed: int = 42
     alert_percentile: float = 99.0
     block_percentile: float = 99.9
@@ -268,40 +269,48 @@ def train(
         if len(np.unique(y[known & ~is_val])) < 2:
             raise ValueError("classifier mode needs both labels 0 and 1 among the training users")
         fit_rows, val_rows = known & ~is_val, known & is_val
-        model = build_classifier(x[fit_rows], params)
         positives = float(y[fit_rows].mean())
         class_weight = {0: 0.5 / (1 - positives), 1: 0.5 / positives}  # balanced
-        loss, targets = "binary_crossentropy", y[:, None]
+        model = build_classifier(x[fit_rows], params)
+        started = time.perf_counter()
+        history = _fit(
+            model,
+            x[fit_rows],
+            y[fit_rows, None],
+            x[val_rows],
+            y[val_rows, None],
+            params,
+            "binary_crossentropy",
+            class_weight,
+            log_dir,
+        )
     else:
         fit_rows, val_rows = ~is_val, is_val
+        zeros = np.zeros_like(x)  # the model outputs residuals; their best value is 0
+        started = time.perf_counter()
         model = build_autoencoder(x[fit_rows], params)
-        class_weight, loss = None, "mse"
-        targets = np.zeros_like(x)  # the model outputs residuals; their best value is 0
-
-    model.compile(optimizer=keras.optimizers.Adam(params.learning_rate), loss=loss)
-    callbacks: list[keras.callbacks.Callback] = []
-    has_val = bool(val_rows.any())
-    if has_val and params.early_stopping_patience:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=params.early_stopping_patience, restore_best_weights=True
-            )
+        history = _fit(
+            model, x[fit_rows], zeros[fit_rows], x[val_rows], zeros[val_rows], params, "mse", None, None
         )
-    if log_dir and keras.backend.backend() == "tensorflow":
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, histogram_freq=0, write_graph=False))
-    started = time.perf_counter()
-    history = model.fit(
-        x[fit_rows],
-        targets[fit_rows],
-        validation_data=(x[val_rows], targets[val_rows]) if has_val else None,
-        epochs=params.epochs,
-        batch_size=params.batch_size,
-        class_weight=class_weight,
-        callbacks=callbacks,
-        shuffle=True,
-        verbose=0,
-    )
+        if params.trim_share > 0:
+            # Robust refit: leave out the rows the first fit reconstructs worst (likely anomalies), so the
+            # model does not learn to reconstruct them too.
+            first, _ = batch_scores(model, params.mode, x)
+            fit_rows &= first <= np.quantile(first[fit_rows], 1 - params.trim_share)
+            model = build_autoencoder(x[fit_rows], params)
+            history = _fit(
+                model,
+                x[fit_rows],
+                zeros[fit_rows],
+                x[val_rows],
+                zeros[val_rows],
+                params,
+                "mse",
+                None,
+                log_dir,
+            )
     seconds = time.perf_counter() - started
+    has_val = bool(val_rows.any())
 
     scores, _ = batch_scores(model, params.mode, x)
     thresholds = {
@@ -342,6 +351,32 @@ def train(
             "seconds": round(seconds, 2),
             "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.__dict__.items()},
         },
+    )
+
+
+def _fit(model, x_fit, y_fit, x_val, y_val, params: TrainingParams, loss: str, class_weight, log_dir):
+    keras.utils.set_random_seed(params.seed)
+    model.compile(optimizer=keras.optimizers.Adam(params.learning_rate), loss=loss)
+    callbacks: list[keras.callbacks.Callback] = []
+    has_val = len(x_val) > 0
+    if has_val and params.early_stopping_patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=params.early_stopping_patience, restore_best_weights=True
+            )
+        )
+    if log_dir and keras.backend.backend() == "tensorflow":
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, histogram_freq=0, write_graph=False))
+    return model.fit(
+        x_fit,
+        y_fit,
+        validation_data=(x_val, y_val) if has_val else None,
+        epochs=params.epochs,
+        batch_size=params.batch_size,
+        class_weight=class_weight,
+        callbacks=callbacks,
+        shuffle=True,
+        verbose=0,
     )
 
 

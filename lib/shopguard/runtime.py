@@ -14,11 +14,18 @@ import logging
 import os
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
 
 from shopguard.config import ConfigError, Settings, SparkSettings, load_settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from shopguard.storage import DeltaStorage
 
 log = logging.getLogger("shopguard")
 
@@ -67,10 +74,12 @@ def job_arg_parser(description: str, *, needs_date: bool = False) -> argparse.Ar
     return parser
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
+def settings_from_args(args: argparse.Namespace, **flags: object) -> Settings:
+    """Settings from conf/ and the command line; `flags` maps section__key to a job flag (None: not given)."""
     overrides = list(args.overrides)
     if getattr(args, "master", None):
         overrides.append(f"spark.master={args.master}")
+    overrides += [f"{key.replace('__', '.')}={value}" for key, value in flags.items() if value is not None]
     return load_settings(profile=args.profile, conf_files=args.conf_file, overrides=overrides)
 
 
@@ -121,6 +130,55 @@ class RunInfo:
 
     def commit_info(self, **counts: object) -> dict[str, object]:
         return {"job": self.job, "run_id": self.run_id, **counts}
+
+
+@contextmanager
+def spark_job(job: str, settings: Settings) -> Iterator[tuple[SparkSession, DeltaStorage, RunInfo]]:
+    """Session, storage and run identity for one job run; the session stops however the run ends."""
+    from shopguard.storage import open_storage
+
+    run = RunInfo.start(job)
+    spark = build_spark(settings.spark, f"{settings.spark.app_name}-{job}")
+    try:
+        storage = open_storage(spark, settings.storage.backend, settings.storage.storage_options)
+        log.info(
+            "%s run %s: profile %s, master %s, storage %s",
+            job,
+            run.run_id,
+            settings.profile,
+            spark.sparkContext.master,
+            storage.name,
+        )
+        yield spark, storage, run
+    finally:
+        spark.stop()
+
+
+def exit_on_error(main: Callable[[], None]) -> None:
+    """Run a job's main; expected failures end with one clear line and exit status 2, not a traceback."""
+    from shopguard.registry import ModelIntegrityError, ModelNotFoundError
+    from shopguard.scoring import ModelMismatchError
+    from shopguard.storage import StorageError
+    from shopguard.validation import SchemaError
+
+    configure_logging()
+    try:
+        main()
+    except (
+        ConfigError,
+        SchemaError,
+        StorageError,
+        ModelMismatchError,
+        ModelNotFoundError,
+        ModelIntegrityError,
+        JobError,
+    ) as exc:
+        log.error("%s: %s", type(exc).__name__, exc)
+        sys.exit(2)
+
+
+class JobError(RuntimeError):
+    """A job cannot do what it was asked with the data it found (e.g. no features for that date)."""
 
 
 def submit_args(argv: Sequence[str]) -> list[str]:

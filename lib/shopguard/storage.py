@@ -110,8 +110,23 @@ class DeltaStorage(ABC):
     def vacuum(self, path: str, *, retention_hours: int, dry_run: bool = False) -> list[str]:
         """Delete files no version within the retention references; returns them."""
 
-    def schema(self, path: str) -> T.StructType:
-        return self.read(path).schema
+    @abstractmethod
+    def schema(self, path: str) -> T.StructType: ...
+
+    @abstractmethod
+    def partition_columns(self, path: str) -> list[str]: ...
+
+    def check_schema(self, df: DataFrame, path: str, partition_by: Sequence[str] = ()) -> None:
+        """Raise SchemaMismatchError when `df` cannot be written to the table at `path` (if there is one).
+        Every write calls it before Spark writes a single file; jobs call it before their first write."""
+        if not self.exists(path):
+            return
+        problems = _same_schema(df.schema, self.schema(path))
+        have = self.partition_columns(path)
+        if have != list(partition_by):
+            problems.append(f"the table is partitioned by {have}, the write by {list(partition_by)}")
+        if problems:
+            raise SchemaMismatchError(f"cannot write to {path}: " + "; ".join(problems))
 
 
 # --------------------------------------------------------------------------- helpers shared by both
@@ -247,6 +262,12 @@ class DeltaSparkStorage(DeltaStorage):
             raise StorageError(f"no Delta table at {path}")
         return int(self._table(path).history(1).collect()[0]["version"])
 
+    def schema(self, path: str) -> T.StructType:
+        return self._table(path).toDF().schema
+
+    def partition_columns(self, path: str) -> list[str]:
+        return list(self._table(path).detail().first()["partitionColumns"])
+
     def read(self, path: str, *, version: int | None = None, where: Sequence[Predicate] = ()) -> DataFrame:
         reader = self.spark.read.format("delta")
         if version is not None:
@@ -259,10 +280,7 @@ class DeltaSparkStorage(DeltaStorage):
     def write(self, df, path, *, mode, partition_by=(), replace_where=None, commit_info=None) -> int:
         partition_by = _check_write(df, mode, partition_by, replace_where)
         write_id = uuid.uuid4().hex
-        if self.exists(path):
-            problems = _same_schema(df.schema, self._table(path).toDF().schema)
-            if problems:
-                raise SchemaMismatchError(f"cannot write to {path}: " + "; ".join(problems))
+        self.check_schema(df, path, partition_by)
         writer = (
             df.write.format("delta").mode(mode).option("userMetadata", _commit_json(commit_info, write_id))
         )
@@ -333,6 +351,9 @@ class DeltaRsStorage(DeltaStorage):
     def schema(self, path: str) -> T.StructType:
         return self._spark_schema(self._table(path))
 
+    def partition_columns(self, path: str) -> list[str]:
+        return list(self._table(path).metadata().partition_columns)
+
     def read(self, path: str, *, version: int | None = None, where: Sequence[Predicate] = ()) -> DataFrame:
         table = self._table(path, version)
         unsupported = set(table.protocol().reader_features or []) - {"timestampNtz"}
@@ -359,23 +380,27 @@ class DeltaRsStorage(DeltaStorage):
         if not partition_columns:
             return data
 
-        # Partition values live in the Delta log, not in the files: join them back by file name, in one scan
-        # whatever the folder layout (delta-spark, delta-rs and this writer lay files out differently).
-        file_names = [p.rsplit("/", 1)[-1] for p in paths]
-        if len(set(file_names)) != len(file_names):
+        # Partition values live in the Delta log, not in the files: join them back by the file's path, in one
+        # scan whatever the folder layout (delta-spark, delta-rs and this writer lay files out differently).
+        # The key is the path's last segments (one per partition column, plus the file name), which Spark and
+        # delta-rs spell alike, unlike the URI scheme in front of them.
+        depth = len(partition_columns) + 1
+        keys = ["/".join(p.split("/")[-depth:]) for p in paths]
+        if len(set(keys)) != len(keys):
             raise StorageError(
-                f"{path}: file names repeat across folders; read it with the delta-spark backend"
+                f"{path}: file paths repeat in their last {depth} segments; use the delta-spark backend"
             )
         partition_values = pa.table(
-            {"_file": file_names, **{c: actions[f"partition.{c}"] for c in partition_columns}}
+            {"_key": keys, **{c: actions[f"partition.{c}"] for c in partition_columns}}
         )
         partition_schema = T.StructType(
-            [T.StructField("_file", T.StringType())] + [schema[c] for c in partition_columns]
+            [T.StructField("_key", T.StringType())] + [schema[c] for c in partition_columns]
         )
         values_df = self.spark.createDataFrame(partition_values.to_pandas(), partition_schema)
-        joined = data.withColumn("_file", F.col("_metadata.file_name")).join(
-            F.broadcast(values_df), on="_file", how="inner"
+        key = F.expr(
+            f"array_join(slice(split(url_decode(_metadata.file_path), '/'), -{depth}, {depth}), '/')"
         )
+        joined = data.withColumn("_key", key).join(F.broadcast(values_df), on="_key", how="inner")
         return joined.select(*schema.fieldNames())
 
     def write(self, df, path, *, mode, partition_by=(), replace_where=None, commit_info=None) -> int:
@@ -386,17 +411,9 @@ class DeltaRsStorage(DeltaStorage):
         partition_by = _check_write(df, mode, partition_by, replace_where)
 
         exists = self.exists(path)
-        if exists:  # Checked before Spark writes a single file.
-            table = self._table(path)
-            problems = _same_schema(df.schema, self._spark_schema(table))
-            table_partitions = list(table.metadata().partition_columns)
-            if table_partitions != partition_by:
-                problems.append(
-                    f"the table is partitioned by {table_partitions}, the write by {partition_by}"
-                )
-            if problems:
-                raise SchemaMismatchError(f"cannot write to {path}: " + "; ".join(problems))
-            df = df.select(*self._spark_schema(table).fieldNames())
+        if exists:
+            self.check_schema(df, path, partition_by)
+            df = df.select(*self.schema(path).fieldNames())  # the table's column order
 
         write_id = f"w-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
         write_dir = f"{path.rstrip('/')}/{write_id}"

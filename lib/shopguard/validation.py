@@ -7,9 +7,10 @@ quarantine with its reason and original values; nothing is dropped silently.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -49,8 +50,36 @@ class Rules:
 
 @dataclass(frozen=True)
 class Validated:
-    valid: DataFrame
-    quarantined: DataFrame
+    """Every row read, flagged with the reasons it failed (null when it passed)."""
+
+    flagged: DataFrame
+    table: str
+    quarantined_at: datetime
+    snapshot_date: date
+
+    @property
+    def valid(self) -> DataFrame:
+        """Rows that passed, in the canonical columns."""
+        return self.flagged.where(F.col(REASON).isNull()).select(*schemas.CANONICAL[self.table].fieldNames())
+
+    @property
+    def quarantined(self) -> DataFrame:
+        """Rows that failed, in the quarantine table's layout (schemas.QUARANTINE)."""
+        return self.flagged.where(F.col(REASON).isNotNull()).select(
+            F.lit(self.table).alias("source_table"),
+            F.col(REASON).alias("reason"),
+            F.to_json(F.col(SOURCE)).alias("record"),
+            F.lit(self.quarantined_at).cast(T.TimestampType()).alias("quarantined_at"),
+            F.lit(self.snapshot_date).cast(T.DateType()).alias("snapshot_date"),
+        )
+
+    def persist(self) -> Validated:
+        return replace(self, flagged=self.flagged.persist(StorageLevel.MEMORY_AND_DISK))
+
+    def counts(self) -> tuple[int, int]:
+        """(rows read, rows quarantined) in one pass."""
+        row = self.flagged.agg(F.count(F.lit(1)).alias("read"), F.count(REASON).alias("bad")).first()
+        return int(row["read"]), int(row["bad"])
 
 
 # --------------------------------------------------------------------------- schema
@@ -243,16 +272,7 @@ def quarantine_reason(checks: list[tuple[Column, str]]) -> Column:
 def validate(df: DataFrame, table: str, rules: Rules, snapshot_date: date) -> Validated:
     """Split conformed, normalised rows into valid rows (canonical columns) and quarantine rows."""
     flagged = df.withColumn(REASON, quarantine_reason(row_checks(df, table, rules)))
-    columns = schemas.CANONICAL[table].fieldNames()
-    valid = flagged.where(F.col(REASON).isNull()).select(*columns)
-    quarantined = flagged.where(F.col(REASON).isNotNull()).select(
-        F.lit(table).alias("source_table"),
-        F.col(REASON).alias("reason"),
-        F.to_json(F.col(SOURCE)).alias("record"),
-        F.lit(rules.now).cast(T.TimestampType()).alias("quarantined_at"),
-        F.lit(snapshot_date).cast(T.DateType()).alias("snapshot_date"),
-    )
-    return Validated(valid=valid, quarantined=quarantined)
+    return Validated(flagged=flagged, table=table, quarantined_at=rules.now, snapshot_date=snapshot_date)
 
 
 # --------------------------------------------------------------------------- duplicates

@@ -1,0 +1,140 @@
+"""Validate the click and transaction logs and build the per-user features of one snapshot date.
+
+    ./submit.sh features --date 2026-11-22
+    spark-submit jobs/features.py --profile cluster --date 2026-11-22
+
+Writes partition snapshot_date=D of the features table and the rows that failed validation to partition
+D of the quarantine table, one commit each; a rerun for D replaces both partitions.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from pyspark import StorageLevel
+from shopguard.features import FeatureSpec, build_user_features, input_date_range
+from shopguard.runtime import JobError, exit_on_error, job_arg_parser, settings_from_args, spark_job
+from shopguard.storage import SchemaMismatchError
+from shopguard.validation import Rules, conform, deduplicate, normalise, validate
+
+log = logging.getLogger("shopguard.features")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = job_arg_parser(__doc__, needs_date=True).parse_args(argv)
+    settings = settings_from_args(args)
+    snapshot = args.date
+    v, f, tables = settings.validation, settings.features, settings.tables
+    rules = Rules(
+        now=datetime.now(UTC),
+        max_future_minutes=v.max_future_minutes,
+        min_event_date=v.min_event_date,
+        max_string_length=v.max_string_length,
+        rating_min=v.rating_min,
+        rating_max=v.rating_max,
+        max_amount=v.max_amount,
+        max_quantity=v.max_quantity,
+        currencies=tuple(v.currency_rates),
+    )
+    spec = FeatureSpec(
+        windows_days=tuple(f.windows_days),
+        lifetime_days=f.lifetime_days,
+        night_start_hour=f.night_start_hour,
+        night_end_hour=f.night_end_hour,
+        fast_gap_seconds=f.fast_gap_seconds,
+        short_dwell_ms=f.short_dwell_ms,
+        rating_min=v.rating_min,
+        rating_max=v.rating_max,
+        currency_rates=dict(v.currency_rates),
+    )
+    first_day, last_day = input_date_range(snapshot, spec.lifetime_days)
+
+    with spark_job("features", settings) as (spark, storage, run):
+        # extract: the partitions the windows need, at pinned versions
+        inputs, valid, quarantined, counts = {}, {}, [], {}
+        for table in ("clicks", "transactions"):
+            path = tables.path(table)
+            if not storage.exists(path):
+                raise JobError(
+                    f"no {table} table at {path}; run the generate job or point tables.{table} at yours"
+                )
+            mapping = settings.columns.mapping(table)
+            date_column = mapping["event_date" if table == "clicks" else "order_date"]
+            version = storage.version(path)
+            raw = storage.read(
+                path, version=version, where=[(date_column, ">=", first_day), (date_column, "<=", last_day)]
+            )
+            inputs[table] = {"path": path, "version": version}
+
+            # transform: schema first (fails before anything is written), then rows
+            conformed = conform(raw, table, mapping).transform(normalise(table))
+            checked = validate(conformed, table, rules, snapshot).persist()
+            read, n_quarantined = checked.counts()
+            valid[table] = checked.valid.transform(deduplicate(table)).persist(StorageLevel.MEMORY_AND_DISK)
+            used = valid[table].count()
+            quarantined.append(checked.quarantined)
+            counts[table] = {
+                "read": read,
+                "used": used,
+                "quarantined": n_quarantined,
+                "duplicates": read - n_quarantined - used,
+            }
+            log.info(
+                "%s v%d: read %d = used %d + quarantined %d + duplicates %d",
+                table,
+                version,
+                read,
+                used,
+                n_quarantined,
+                read - n_quarantined - used,
+            )
+
+        features = build_user_features(valid["clicks"], valid["transactions"], snapshot, spec)
+
+        # load: check both schemas first, so a mismatch writes nothing; then quarantine and features,
+        # each one atomic commit replacing partition D
+        quarantine = quarantined[0].unionByName(quarantined[1])
+        storage.check_schema(quarantine, tables.path("quarantine"), ["snapshot_date", "source_table"])
+        try:
+            storage.check_schema(features, tables.path("features"), ["snapshot_date"])
+        except SchemaMismatchError as exc:
+            raise SchemaMismatchError(
+                f"{exc}. The feature definitions changed since that table was written: point tables.features "
+                "at a new table (and retrain), or remove the old one"
+            ) from exc
+        storage.write(
+            quarantine,
+            tables.path("quarantine"),
+            mode="overwrite",
+            partition_by=["snapshot_date", "source_table"],
+            replace_where=[
+                ("snapshot_date", "=", snapshot),
+                ("source_table", "in", ["clicks", "transactions"]),
+            ],
+            commit_info=run.commit_info(snapshot_date=snapshot.isoformat(), counts=counts),
+        )
+        features = features.persist(StorageLevel.MEMORY_AND_DISK)
+        users = features.count()
+        version = storage.write(
+            features,
+            tables.path("features"),
+            mode="overwrite",
+            partition_by=["snapshot_date"],
+            replace_where=[("snapshot_date", "=", snapshot)],
+            commit_info=run.commit_info(
+                snapshot_date=snapshot.isoformat(), rows_written=users, counts=counts, inputs=inputs
+            ),
+        )
+        log.info(
+            "features for %s: %d users x %d columns -> %s (version %d)",
+            snapshot,
+            users,
+            len(features.columns) - 2,
+            tables.path("features"),
+            version,
+        )
+
+
+if __name__ == "__main__":
+    exit_on_error(main)

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# shopguard's one entry point: set up, test, run the demo, or submit a job to Spark.
+#
+#   ./submit.sh setup                      virtual environment + dependencies (+ a Java check)
+#   ./submit.sh test [pytest args]         the whole test suite
+#   ./submit.sh demo [job args]            generate -> features -> train -> score -> summary on demo data
+#   ./submit.sh <job> [job args]           spark-submit jobs/<job>.py; jobs: generate features train score summary
+#
+# Job args: --profile local|cluster, --conf-file FILE, --set section.key=value, --master URL, --date YYYY-MM-DD.
+# Spark's master and settings come from conf/ (see conf/base/shopguard.yml) and reach spark-submit too.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="${SHOPGUARD_VENV:-$ROOT/.venv}"
+PY="$VENV/bin/python"
+cd "$ROOT"
+
+die() { echo "submit.sh: $*" >&2; exit 1; }
+
+check_java() {
+  local java="java"
+  [[ -n "${JAVA_HOME:-}" ]] && java="$JAVA_HOME/bin/java"
+  command -v "$java" >/dev/null 2>&1 || die "Java not found. Spark 4 needs Java 17 or newer: sudo apt-get install -y openjdk-17-jre-headless"
+  local version major
+  version="$("$java" -version 2>&1 | awk -F'"' '/version/ {print $2; exit}')"
+  major="${version%%.*}"
+  [[ "$major" == "1" ]] && major="$(echo "$version" | cut -d. -f2)"
+  [[ "$major" =~ ^[0-9]+$ && "$major" -ge 17 ]] || die "Java $version found; Spark 4 needs Java 17 or newer (set JAVA_HOME or install openjdk-17-jre-headless)"
+  echo "Java $version"
+}
+
+need_venv() {
+  [[ -x "$PY" ]] || die "no virtual environment at $VENV; run ./submit.sh setup first"
+  # Python workers must run the interpreter that has pandas, pyarrow and Keras.
+  export PYSPARK_PYTHON="$PY" PYSPARK_DRIVER_PYTHON="$PY"
+  export KERAS_BACKEND="${KERAS_BACKEND:-tensorflow}" TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+  unset SPARK_HOME  # use the Spark that pyspark ships, whatever else is on the machine
+  export SPARK_CONF_DIR="${SPARK_CONF_DIR:-$ROOT/conf/spark}"  # log4j2.properties: Spark logs warnings only
+}
+
+submit() {
+  local job="$1"; shift
+  [[ -f "jobs/$job.py" ]] || die "unknown job '$job'; expected one of: $(ls jobs/*.py | xargs -n1 basename | sed 's/\.py$//' | tr '\n' ' ')"
+  need_venv
+  local options=() text
+  text="$("$PY" -m shopguard.runtime submit-args "$@")" || die "invalid configuration (see above)"
+  mapfile -t options <<< "$text"
+  local master="${options[1]}"
+  if [[ "$master" != local* ]]; then
+    # Executors get the package as a zip; their Python environment comes from spark.archives (docs/cluster.md).
+    mkdir -p build && rm -f build/shopguard.zip
+    (cd lib && "$PY" -m zipfile -c ../build/shopguard.zip shopguard)
+    options+=(--py-files build/shopguard.zip)
+  fi
+  "$VENV/bin/spark-submit" "${options[@]}" "jobs/$job.py" "$@"
+}
+
+case "${1:-help}" in
+  setup)
+    check_java
+    command -v python3 >/dev/null || die "python3 not found; install Python 3.11"
+    python3 -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))' || die "Python 3.11 or newer needed, found $(python3 --version)"
+    [[ -x "$PY" ]] || python3 -m venv "$VENV"
+    "$PY" -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+    "$PY" -m pip install --quiet -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+    "$PY" -c 'import pyspark, deltalake, keras, shopguard; print(f"pyspark {pyspark.__version__}, deltalake {deltalake.__version__}, keras {keras.__version__}: ready")'
+    ;;
+  test)
+    shift
+    need_venv
+    exec "$PY" -m pytest "$@"
+    ;;
+  demo)
+    shift
+    need_venv
+    date="$("$PY" -c 'import datetime as d; print(d.datetime.now(d.timezone.utc).date() - d.timedelta(days=1))')"
+    submit generate --end-date "$date" "$@"
+    submit features --date "$date" "$@"
+    submit train --date "$date" "$@"
+    submit score --date "$date" "$@"
+    submit summary --date "$date" "$@"
+    ;;
+  help|-h|--help)
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    ;;
+  *)
+    submit "$@"
+    ;;
+esac
