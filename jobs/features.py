@@ -13,6 +13,7 @@ import logging
 from datetime import UTC, datetime
 
 from pyspark import StorageLevel
+
 from shopguard.features import FeatureSpec, build_user_features, input_date_range
 from shopguard.runtime import JobError, exit_on_error, job_arg_parser, settings_from_args, spark_job
 from shopguard.storage import SchemaMismatchError

@@ -12,6 +12,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from pyspark import StorageLevel
+
 from shopguard.runtime import exit_on_error, job_arg_parser, parse_date, settings_from_args, spark_job
 from shopguard.synthetic import SyntheticSpec, split_records, synthetic_records
 

@@ -12,6 +12,7 @@ import logging
 from datetime import UTC, datetime
 
 from pyspark import StorageLevel
+
 from shopguard.registry import load_model
 from shopguard.runtime import JobError, exit_on_error, job_arg_parser, settings_from_args, spark_job
 from shopguard.scoring import ScoringPlan, check_features_match, score_users

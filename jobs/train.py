@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 from pyspark.sql import functions as F
+
 from shopguard.features import feature_columns, feature_fingerprint
 from shopguard.labels import attach_labels
 from shopguard.model import TrainingParams, train

@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 from pyspark.sql import types as T
+
 from shopguard import schemas
 from shopguard.features import (
     FeatureSpec,

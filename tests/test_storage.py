@@ -7,6 +7,7 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
+
 from shopguard.storage import SchemaMismatchError, StorageError, open_storage
 
 SCHEMA = T.StructType(

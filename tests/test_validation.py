@@ -7,6 +7,7 @@ import logging
 import pytest
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+
 from shopguard import schemas
 from shopguard.validation import Rules, SchemaError, conform, deduplicate, normalise, validate
 

@@ -191,15 +191,24 @@ def _order_aggregates(spec: FeatureSpec, start: Windows) -> list[tuple[str, str]
 
 
 def _entity_usage(clicks: DataFrame, orders: DataFrame) -> DataFrame:
-    """(user, time, kind, entity) for every device, IP and shipping address seen, from both logs."""
-    usage = [
-        clicks.selectExpr("user_id", "event_time AS t", "'device' AS kind", "device_id AS entity"),
-        clicks.selectExpr("user_id", "event_time AS t", "'ip' AS kind", "ip AS entity"),
-        orders.selectExpr("user_id", "order_time AS t", "'device' AS kind", "device_id AS entity"),
-        orders.selectExpr("user_id", "order_time AS t", "'ip' AS kind", "ip AS entity"),
-        orders.selectExpr("user_id", "order_time AS t", "'address' AS kind", "shipping_address_id AS entity"),
-    ]
-    return reduce(DataFrame.unionByName, usage).where("entity IS NOT NULL")
+    """(user, time, kind, entity) for every device, IP and shipping address seen: one scan per log."""
+
+    def entities(*pairs: tuple[str, str]) -> str:
+        return (
+            "inline(array("
+            + ", ".join(f"named_struct('kind', '{k}', 'entity', {c})" for k, c in pairs)
+            + "))"
+        )
+
+    from_clicks = clicks.selectExpr(
+        "user_id", "event_time AS t", entities(("device", "device_id"), ("ip", "ip"))
+    )
+    from_orders = orders.selectExpr(
+        "user_id",
+        "order_time AS t",
+        entities(("device", "device_id"), ("ip", "ip"), ("address", "shipping_address_id")),
+    )
+    return from_clicks.unionByName(from_orders).where("entity IS NOT NULL")
 
 
 _PLURAL = {"device": "devices", "ip": "ips", "address": "addresses"}
@@ -207,27 +216,12 @@ _PLURAL = {"device": "devices", "ip": "ips", "address": "addresses"}
 
 def _entity_aggregates(usage: DataFrame, spec: FeatureSpec, start: Windows) -> DataFrame:
     """Breadth and novelty of devices, IPs and addresses, and how many other users share them (rings)."""
-    per_entity = usage.groupBy("user_id", "kind", "entity").agg(
-        F.min("t").alias("first_seen"), F.max("t").alias("last_seen")
-    )
-    recent = per_entity.where(f"last_seen >= {start[spec.max_window]}")
-    # Users per entity within the longest window; the user's most shared entity counts.
-    sharing = (
-        recent.groupBy("kind", "entity")
-        .agg(F.count("user_id").alias("users"))
-        .join(recent, ["kind", "entity"])
-        .groupBy("user_id")
-        .agg(
-            *_named(
-                [
-                    (
-                        f"shared_{kind}_users_{spec.max_window}d",
-                        f"max(CASE WHEN kind = '{kind}' THEN users - 1 END)",
-                    )
-                    for kind in _PLURAL
-                ]
-            )
-        )
+    recent = f"last_seen >= {start[spec.max_window]}"
+    per_entity = (
+        usage.groupBy("user_id", "kind", "entity")
+        .agg(F.min("t").alias("first_seen"), F.max("t").alias("last_seen"))
+        # users of the same entity within the longest window, beside each (user, entity)
+        .withColumn("users", F.expr(f"count_if({recent}) OVER (PARTITION BY kind, entity)"))
     )
     breadth = [
         (f"distinct_{_PLURAL[kind]}_{w}d", _count(f"kind = '{kind}' AND last_seen >= {start[w]}"))
@@ -240,7 +234,15 @@ def _entity_aggregates(usage: DataFrame, spec: FeatureSpec, start: Windows) -> D
         for w in spec.windows_days
         if w < spec.max_window
     ]
-    return per_entity.groupBy("user_id").agg(*_named(breadth + novelty)).join(sharing, "user_id", "left")
+    # The user's most shared entity of each kind counts.
+    sharing = [
+        (
+            f"shared_{kind}_users_{spec.max_window}d",
+            f"max(CASE WHEN kind = '{kind}' AND {recent} THEN users - 1 END)",
+        )
+        for kind in _PLURAL
+    ]
+    return per_entity.groupBy("user_id").agg(*_named(breadth + novelty + sharing))
 
 
 def _lifetime_aggregates(

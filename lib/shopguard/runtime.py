@@ -134,11 +134,18 @@ class RunInfo:
 
 @contextmanager
 def spark_job(job: str, settings: Settings) -> Iterator[tuple[SparkSession, DeltaStorage, RunInfo]]:
-    """Session, storage and run identity for one job run; the session stops however the run ends."""
+    """Session, storage and run identity for one job run.
+
+    A job started by spark-submit builds its session and stops it however the run ends; a job called where
+    a session is already active (a notebook, an orchestrator, the end-to-end test) uses that one and leaves
+    it running for its owner."""
+    from pyspark.sql import SparkSession
+
     from shopguard.storage import open_storage
 
     run = RunInfo.start(job)
-    spark = build_spark(settings.spark, f"{settings.spark.app_name}-{job}")
+    owner_session = SparkSession.getActiveSession()
+    spark = owner_session or build_spark(settings.spark, f"{settings.spark.app_name}-{job}")
     try:
         storage = open_storage(spark, settings.storage.backend, settings.storage.storage_options)
         log.info(
@@ -151,7 +158,8 @@ def spark_job(job: str, settings: Settings) -> Iterator[tuple[SparkSession, Delt
         )
         yield spark, storage, run
     finally:
-        spark.stop()
+        if owner_session is None:
+            spark.stop()
 
 
 def exit_on_error(main: Callable[[], None]) -> None:

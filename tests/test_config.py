@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import pytest
+
+from shopguard.config import ConfigError, load_settings, parse_override
+from shopguard.runtime import REQUIRED_SPARK_CONF, submit_args
+
+
+def test_the_committed_profiles_load(tmp_path):
+    local = load_settings("local")
+    cluster = load_settings("cluster")
+    assert local.spark.master.startswith("local") and cluster.spark.master == "yarn"
+    assert local.tables.path("features").endswith("/data/features")
+    assert cluster.tables.path("scores") == "s3a://your-bucket/shopguard/scores"
+
+
+def test_command_line_overrides_win_and_are_typed():
+    settings = load_settings(
+        "local",
+        overrides=[
+            "model.epochs=3",
+            "features.windows_days=[1, 14]",
+            "spark.conf.spark.sql.shuffle.partitions=4",
+        ],
+    )
+    assert settings.model.epochs == 3 and settings.features.windows_days == [1, 14]
+    assert settings.spark.conf["spark.sql.shuffle.partitions"] == "4"
+    assert parse_override("scoring.alert_threshold=null") == {"scoring": {"alert_threshold": None}}
+
+
+def test_a_conf_file_layers_over_the_profile(tmp_path):
+    extra = tmp_path / "mine.yml"
+    extra.write_text("tables:\n  root: /tmp/elsewhere\ncolumns:\n  clicks: {user_id: customer_id}\n")
+    settings = load_settings("local", conf_files=[str(extra)])
+    assert settings.tables.path("clicks") == "/tmp/elsewhere/raw/clicks"
+    assert settings.columns.mapping("clicks")["user_id"] == "customer_id"
+    assert settings.columns.mapping("clicks")["event_time"] == "event_time"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.epocs=3", r"model\.epocs: Extra inputs are not permitted"),
+        ("model.epochs=many", r"model\.epochs: Input should be a valid integer.*'many'"),
+        ("model.mode=forest", r"model\.mode: Input should be 'autoencoder' or 'classifier'"),
+        ("columns.clicks={who: customer}", r"unknown canonical column\(s\) \['who'\]"),
+        ("features.windows_days=[7, 120]", r"lifetime_days \(90\) must be >= the longest window \(120\)"),
+        ("no-equals-sign", "must look like section.key=value"),
+    ],
+)
+def test_bad_settings_fail_at_startup_naming_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings("local", overrides=[override])
+
+
+def test_unknown_profile_lists_the_known_ones():
+    with pytest.raises(ConfigError, match=r"unknown profile 'staging'.*\['cluster', 'local'\]"):
+        load_settings("staging")
+
+
+def test_spark_submit_gets_master_and_settings_from_the_configuration():
+    options = submit_args(
+        ["--date", "2026-11-22", "--set", "spark.conf.spark.executor.memory=3g", "--master", "local[2]"]
+    )
+    assert options[:2] == ["--master", "local[2]"]
+    pairs = {options[i + 1] for i, o in enumerate(options) if o == "--conf"}
+    assert "spark.executor.memory=3g" in pairs
+    assert all(f"{k}={v}" in pairs for k, v in REQUIRED_SPARK_CONF.items())

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from shopguard.model import TrainingParams, batch_scores, percentile_of, reasons, train, validation_mask
+from shopguard.registry import (
+    ModelIntegrityError,
+    ModelNotFoundError,
+    keras_model_from_bytes,
+    list_versions,
+    load_model,
+    save_model,
+)
+
+NAMES = [f"f{i}" for i in range(6)]
+
+
+def data(n=400, seed=0):
+    """Normal users share one pattern (f1 = 2 f0); the last five rows break it in f3."""
+    rng = np.random.default_rng(seed)
+    x = rng.lognormal(1.0, 0.3, size=(n, 6))
+    x[:, 1] = 2 * x[:, 0]
+    x[-5:, 3] = 500.0
+    users = [f"u{i}" for i in range(n)]
+    labels = np.full(n, np.nan)
+    labels[:100] = 0
+    labels[-5:] = 1
+    labels[-20:-10] = 1
+    return x.astype(np.float32), users, labels
+
+
+FAST = TrainingParams(epochs=15, batch_size=64, seed=1)
+
+
+@pytest.fixture(scope="module")
+def autoencoder():
+    x, users, _ = data()
+    return train(x, users, NAMES, FAST), x
+
+
+def test_autoencoder_ranks_rows_that_break_the_pattern_highest(autoencoder):
+    trained, x = autoencoder
+    scores, residuals = batch_scores(trained.model, "autoencoder", x)
+    assert residuals.shape == x.shape
+    assert set(np.argsort(-scores)[:5]) == set(range(len(x) - 5, len(x)))
+
+
+def test_thresholds_are_exact_quantiles_of_the_training_scores(autoencoder):
+    trained, x = autoencoder
+    scores, _ = batch_scores(trained.model, "autoencoder", x)
+    assert trained.thresholds["alert"] == pytest.approx(np.quantile(scores, 0.99), rel=1e-5)
+    assert trained.thresholds["block"] == pytest.approx(np.quantile(scores, 0.999), rel=1e-5)
+    assert percentile_of(np.array([trained.thresholds["alert"]]), trained.reference_quantiles)[
+        0
+    ] == pytest.approx(99, abs=0.1)
+
+
+def test_reasons_name_the_feature_that_broke_the_pattern(autoencoder):
+    trained, x = autoencoder
+    scores, residuals = batch_scores(trained.model, "autoencoder", x[-5:])
+    why = reasons(trained.model, "autoencoder", x[-5:], scores, residuals, NAMES, trained.reference_values, 2)
+    assert all(r[0] == "f3 high" for r in why)
+
+
+def test_normalisation_lives_inside_the_model(autoencoder):
+    trained, x = autoencoder
+    logged = np.log1p(x[:-5])  # the fit leaves out the rows it reconstructs worst
+    assert [layer.name for layer in trained.model.layers[1:4]] == ["signed_log1p", "normalisation", "clip"]
+    assert np.allclose(trained.normalisation["mean"], logged.mean(axis=0), atol=0.05)
+
+
+def test_validation_split_is_by_user_and_stable():
+    users = [f"u{i}" for i in range(1000)] * 2  # each user in two snapshots
+    mask = validation_mask(users, 0.2)
+    assert (mask[:1000] == mask[1000:]).all()
+    assert 0.15 < mask.mean() < 0.25
+
+
+def test_classifier_learns_from_labels_and_reports_label_metrics():
+    x, users, labels = data()
+    labels[-20:-10] = np.nan
+    trained = train(
+        x, users, NAMES, TrainingParams(mode="classifier", epochs=30, batch_size=32, seed=1), labels=labels
+    )
+    scores, _ = batch_scores(trained.model, "classifier", x)
+    assert scores[-5:].min() > np.median(scores[:100])
+    why = reasons(trained.model, "classifier", x[-1:], scores[-1:], None, NAMES, trained.reference_values, 1)
+    assert why == [["f3 high"]]
+
+
+def test_classifier_without_labels_is_refused():
+    x, users, _ = data()
+    with pytest.raises(ValueError, match="needs labels"):
+        train(x, users, NAMES, TrainingParams(mode="classifier"), labels=np.full(len(x), np.nan))
+
+
+def test_saved_model_reloads_in_safe_mode_and_scores_the_same(autoencoder, tmp_path):
+    trained, x = autoencoder
+    save_model(trained.model, {"mode": "autoencoder"}, str(tmp_path), "v1")
+    stored = load_model(str(tmp_path))
+    assert stored.version == "v1" and list_versions(str(tmp_path)) == ["v1"]
+    assert "keras" in stored.metadata["libraries"]
+    reloaded = keras_model_from_bytes(stored.model_bytes)
+    assert np.allclose(
+        batch_scores(reloaded, "autoencoder", x)[0], batch_scores(trained.model, "autoencoder", x)[0]
+    )
+
+
+def test_a_tampered_model_file_is_refused(autoencoder, tmp_path):
+    trained, _ = autoencoder
+    path = save_model(trained.model, {"mode": "autoencoder"}, str(tmp_path), "v1")
+    with open(f"{path}/model.keras", "ab") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(ModelIntegrityError, match="SHA-256"):
+        load_model(str(tmp_path))
+
+
+def test_a_version_without_metadata_does_not_count(autoencoder, tmp_path):
+    trained, _ = autoencoder
+    save_model(trained.model, {"mode": "autoencoder"}, str(tmp_path), "v1")
+    (tmp_path / "v2").mkdir()  # a save that crashed before its metadata
+    assert load_model(str(tmp_path)).version == "v1"
+    with pytest.raises(ModelNotFoundError, match="no trained model"):
+        load_model(str(tmp_path / "empty"))
+    meta = json.loads((tmp_path / "v1" / "metadata.json").read_text())
+    assert meta["model_version"] == "v1" and len(meta["model_sha256"]) == 64

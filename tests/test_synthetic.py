@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+from shopguard import schemas
+from shopguard.synthetic import SyntheticSpec, simulate_block, split_records, synthetic_records
+
+SPEC = SyntheticSpec(
+    users=600, days=14, end_date=dt.date(2026, 11, 22), seed=11, anomaly_share=0.15, users_per_block=300
+)
+
+
+def test_a_block_is_the_same_for_the_same_seed_and_differs_for_another():
+    first, again = simulate_block(1, SPEC), simulate_block(1, SPEC)
+    pd.testing.assert_frame_equal(first, again)
+    other = simulate_block(1, SyntheticSpec(**{**SPEC.__dict__, "seed": 12}))
+    assert not first["user_id"].equals(other["user_id"]) or len(first) != len(other)
+
+
+def test_every_anomaly_type_is_injected_and_events_stay_inside_the_period():
+    records = pd.concat([simulate_block(b, SPEC) for b in range(SPEC.blocks)])
+    truth = records[records.record_type == "truth"]
+    assert set(truth.anomaly_type) == set(schemas.ANOMALY_TYPES)
+    clicks = records[records.record_type == "click"]
+    start = pd.Timestamp(SPEC.start)
+    assert clicks.event_time.min() >= start and clicks.event_time.max() < start + pd.Timedelta(days=SPEC.days)
+    assert set(clicks.event_type) == set(schemas.EVENT_TYPES)
+    # normal users are heterogeneous: activity is heavy-tailed
+    per_user = clicks.groupby("user_id").size()
+    assert per_user.quantile(0.99) > 5 * per_user.median()
+
+
+def test_labels_know_some_anomalies_and_some_good_users_but_not_all():
+    records = pd.concat([simulate_block(b, SPEC) for b in range(SPEC.blocks)])
+    labels = records[records.record_type == "label"]
+    truth = records[records.record_type == "truth"]
+    bad = set(labels[labels.label == 1].user_id)
+    assert bad < set(truth.user_id) and len(bad) > 0
+    assert (labels.label == 0).sum() > 0
+
+
+def test_spark_records_split_into_the_canonical_tables(spark):
+    blocks = spark.range(0, SPEC.blocks, 1, numPartitions=2)
+    clicks, orders, labels, truth = split_records(synthetic_records(blocks, SPEC))
+    assert clicks.schema == schemas.CLICKS and orders.schema == schemas.TRANSACTIONS
+    assert labels.schema == schemas.LABELS
+    local = pd.concat([simulate_block(b, SPEC) for b in range(SPEC.blocks)])
+    assert clicks.count() == (local.record_type == "click").sum()
+    row = clicks.where("event_type = 'review'").first()
+    assert row.event_date == row.event_time.date() and 1 <= row.rating <= 5
+    assert truth.where("subtle").count() == ((local.record_type == "truth") & (local.intensity < 0.6)).sum()
