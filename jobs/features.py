@@ -15,7 +15,15 @@ from datetime import UTC, datetime
 from pyspark import StorageLevel
 
 from shopguard.features import FeatureSpec, build_user_features, input_date_range
-from shopguard.runtime import JobError, exit_on_error, job_arg_parser, settings_from_args, spark_job
+from shopguard.privacy import pseudonymise
+from shopguard.runtime import (
+    JobError,
+    exit_on_error,
+    job_arg_parser,
+    pseudonym_key,
+    settings_from_args,
+    spark_job,
+)
 from shopguard.storage import SchemaMismatchError
 from shopguard.validation import Rules, conform, deduplicate, normalise, validate
 
@@ -50,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         currency_rates=dict(v.currency_rates),
     )
     first_day, last_day = input_date_range(snapshot, spec.lifetime_days)
+    key = pseudonym_key(settings)
 
     with spark_job("features", settings) as (spark, storage, run):
         # extract: the partitions the windows need, at pinned versions
@@ -70,7 +79,10 @@ def main(argv: list[str] | None = None) -> None:
 
             # transform: schema first (fails before anything is written), then rows
             conformed = conform(raw, table, mapping).transform(normalise(table))
-            checked = validate(conformed, table, rules, snapshot).persist()
+            checked = validate(conformed, table, rules, snapshot)
+            if key is not None:
+                checked = checked.transform(pseudonymise(table, key, mapping))
+            checked = checked.persist()
             read, n_quarantined = checked.counts()
             valid[table] = checked.valid.transform(deduplicate(table)).persist(StorageLevel.MEMORY_AND_DISK)
             used = valid[table].count()

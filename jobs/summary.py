@@ -11,7 +11,16 @@ from __future__ import annotations
 import logging
 
 from shopguard.evaluation import format_table, ranking_summary
-from shopguard.runtime import JobError, exit_on_error, job_arg_parser, settings_from_args, spark_job
+from shopguard.privacy import pseudonymise
+from shopguard.runtime import (
+    JobError,
+    exit_on_error,
+    job_arg_parser,
+    pseudonym_key,
+    settings_from_args,
+    spark_job,
+)
+from shopguard.validation import normalise
 
 log = logging.getLogger("shopguard.summary")
 
@@ -20,6 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     args = job_arg_parser(__doc__, needs_date=True).parse_args(argv)
     settings = settings_from_args(args)
     tables = settings.tables
+
+    key = pseudonym_key(settings)
 
     with spark_job("summary", settings) as (spark, storage, run):
         # extract
@@ -73,15 +84,15 @@ def main(argv: list[str] | None = None) -> None:
         if scores_pdf.empty:
             raise JobError(f"no scores for {args.date}; run the score job for that date")
         if storage.exists(tables.path("truth")):
-            anomalies, source = (
-                storage.read(tables.path("truth")).select("user_id", "anomaly_type").toPandas(),
-                "truth",
-            )
+            known, source = storage.read(tables.path("truth")), "truth"
         elif storage.exists(tables.path("labels")):
-            known = storage.read(tables.path("labels")).where("label = 1").select("user_id", "anomaly_type")
-            anomalies, source = known.toPandas(), "labels"
+            known = storage.read(tables.path("labels")).where("label = 1").transform(normalise("labels"))
+            source = "labels"
         else:
             raise JobError("neither a truth nor a labels table to rank against")
+        if key is not None:  # scores hold pseudonyms
+            known = known.transform(pseudonymise("truth", key))
+        anomalies = known.select("user_id", "anomaly_type").toPandas()
 
         # transform
         ranking = ranking_summary(scores_pdf, anomalies)

@@ -18,8 +18,16 @@ from pyspark.sql import functions as F
 from shopguard.features import feature_columns, feature_fingerprint
 from shopguard.labels import attach_labels
 from shopguard.model import TrainingParams, train
+from shopguard.privacy import pseudonymise
 from shopguard.registry import new_version, save_model
-from shopguard.runtime import JobError, exit_on_error, job_arg_parser, settings_from_args, spark_job
+from shopguard.runtime import (
+    JobError,
+    exit_on_error,
+    job_arg_parser,
+    pseudonym_key,
+    settings_from_args,
+    spark_job,
+)
 from shopguard.validation import Rules, conform, normalise, validate
 
 log = logging.getLogger("shopguard.train")
@@ -35,6 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     params = TrainingParams(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in m.model_dump().items() if k in fields}
     )
+
+    key = pseudonym_key(settings)
 
     with spark_job("train", settings) as (spark, storage, run):
         # extract: the last N snapshots up to --date, at a pinned version
@@ -77,6 +87,8 @@ def main(argv: list[str] | None = None) -> None:
                 rules,
                 args.date,
             )
+            if key is not None:
+                checked = checked.transform(pseudonymise("labels", key, settings.columns.mapping("labels")))
             bad = checked.quarantined.count()
             if bad:
                 storage.write(

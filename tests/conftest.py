@@ -16,7 +16,7 @@ from shopguard.runtime import build_spark  # noqa: E402
 from shopguard.storage import DeltaRsStorage  # noqa: E402
 
 TEST_SPARK = SparkSettings(
-    master="local[2]",
+    master="local[2,3]",  # failed tasks are retried, as on a cluster
     app_name="shopguard-tests",
     conf={
         "spark.sql.shuffle.partitions": "2",

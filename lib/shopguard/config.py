@@ -30,7 +30,7 @@ class _Section(BaseModel):
 
 
 class SparkSettings(_Section):
-    master: str = "local[*]"
+    master: str = "local[*,4]"
     app_name: str = "shopguard"
     # Passed to spark-submit (so driver memory applies) and to the session builder.
     conf: dict[str, str] = Field(default_factory=dict)
@@ -190,6 +190,29 @@ class GenerateSettings(_Section):
     users_per_block: int = Field(500, gt=0)
 
 
+class PrivacySettings(_Section):
+    # Replace user_id, device_id and ip by keyed hashes (HMAC-SHA256) right after validation.
+    pseudonymise: bool = False
+    key_env: str = "SHOPGUARD_PSEUDONYM_KEY"
+    key_file: str | None = None  # a secrets file outside conf/, mode 600
+
+
+class MaintenanceSettings(_Section):
+    # vacuum keeps files younger than this; storage refuses less than 24 h (VACUUM_FLOOR_HOURS)
+    retention_hours: int = Field(168, gt=0)
+    tables: list[str] = Field(
+        default_factory=lambda: [
+            "clicks",
+            "transactions",
+            "labels",
+            "features",
+            "scores",
+            "quarantine",
+            "evaluations",
+        ]
+    )
+
+
 class Settings(_Section):
     profile: str = "local"
     spark: SparkSettings = Field(default_factory=SparkSettings)
@@ -201,6 +224,8 @@ class Settings(_Section):
     model: ModelSettings = Field(default_factory=ModelSettings)
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
     generate: GenerateSettings = Field(default_factory=GenerateSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

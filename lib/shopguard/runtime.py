@@ -139,13 +139,19 @@ def spark_job(job: str, settings: Settings) -> Iterator[tuple[SparkSession, Delt
     A job started by spark-submit builds its session and stops it however the run ends; a job called where
     a session is already active (a notebook, an orchestrator, the end-to-end test) uses that one and leaves
     it running for its owner."""
+    from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
     from shopguard.storage import open_storage
 
     run = RunInfo.start(job)
-    owner_session = SparkSession.getActiveSession()
-    spark = owner_session or build_spark(settings.spark, f"{settings.spark.app_name}-{job}")
+    # Another owner's session, whichever thread made it (the active session is per thread).
+    owned_elsewhere = SparkContext._active_spark_context is not None
+    spark = (
+        SparkSession.builder.getOrCreate()
+        if owned_elsewhere
+        else build_spark(settings.spark, f"{settings.spark.app_name}-{job}")
+    )
     try:
         storage = open_storage(spark, settings.storage.backend, settings.storage.storage_options)
         log.info(
@@ -158,12 +164,13 @@ def spark_job(job: str, settings: Settings) -> Iterator[tuple[SparkSession, Delt
         )
         yield spark, storage, run
     finally:
-        if owner_session is None:
+        if not owned_elsewhere:
             spark.stop()
 
 
 def exit_on_error(main: Callable[[], None]) -> None:
     """Run a job's main; expected failures end with one clear line and exit status 2, not a traceback."""
+    from shopguard.privacy import PseudonymKeyError
     from shopguard.registry import ModelIntegrityError, ModelNotFoundError
     from shopguard.scoring import ModelMismatchError
     from shopguard.storage import StorageError
@@ -179,10 +186,21 @@ def exit_on_error(main: Callable[[], None]) -> None:
         ModelMismatchError,
         ModelNotFoundError,
         ModelIntegrityError,
+        PseudonymKeyError,
         JobError,
     ) as exc:
         log.error("%s: %s", type(exc).__name__, exc)
         sys.exit(2)
+
+
+def pseudonym_key(settings: Settings) -> bytes | None:
+    """The pseudonymisation key when privacy.pseudonymise is on (from the environment or a secrets file)."""
+    if not settings.privacy.pseudonymise:
+        return None
+    from shopguard.config import DEFAULT_CONF_DIR
+    from shopguard.privacy import load_key
+
+    return load_key(settings.privacy.key_env, settings.privacy.key_file, DEFAULT_CONF_DIR)
 
 
 class JobError(RuntimeError):

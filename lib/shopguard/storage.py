@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote
 
@@ -41,6 +44,9 @@ Predicate = tuple[str, str, Any]
 WriteMode = Literal["append", "overwrite"]
 
 _OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "in", "not in")
+
+# No job runs this long: files younger than this may belong to a write that has not committed yet.
+VACUUM_FLOOR_HOURS = 24
 
 
 class StorageError(RuntimeError):
@@ -108,7 +114,9 @@ class DeltaStorage(ABC):
 
     @abstractmethod
     def vacuum(self, path: str, *, retention_hours: int, dry_run: bool = False) -> list[str]:
-        """Delete files no version within the retention references; returns them."""
+        """Delete files that no version within the retention references, committed or never committed
+        (a crashed write), once older than the retention; returns them. Refuses a retention below
+        VACUUM_FLOOR_HOURS, so a write still in progress never loses its files."""
 
     @abstractmethod
     def schema(self, path: str) -> T.StructType: ...
@@ -182,6 +190,35 @@ def _check_write(df: DataFrame, mode: str, partition_by: Sequence[str] | str, re
             raise ValueError("replace_where is empty; to replace the whole table, leave it None")
         _check_predicates(replace_where, partition_by)
     return partition_by
+
+
+def _check_retention(retention_hours: int) -> None:
+    if retention_hours < VACUUM_FLOOR_HOURS:
+        raise StorageError(
+            f"vacuum retention {retention_hours} h is below the floor of {VACUUM_FLOOR_HOURS} h: files that "
+            "young may belong to a write still in progress"
+        )
+
+
+def _replace_id(replace_where: Sequence[Predicate]) -> str:
+    return "shopguard replace " + " AND ".join(sorted(_predicate_sql(p) for p in replace_where))
+
+
+PAUSE_BEFORE_COMMIT = "SHOPGUARD_PAUSE_BEFORE_COMMIT"
+
+
+def _pause_before_commit(write_id: str) -> None:
+    """Fault-injection point for crash and concurrency drills, off unless the variable names a folder.
+
+    The writer announces `<folder>/<write_id>.ready` with its files written and uncommitted, then waits for
+    `<folder>/go`: a drill can kill it there, or release several writers at once."""
+    gate = os.environ.get(PAUSE_BEFORE_COMMIT)
+    if not gate:
+        return
+    Path(gate, f"{write_id}.ready").touch()
+    deadline = time.monotonic() + 600
+    while not Path(gate, "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _predicate_sql(predicate: Predicate) -> str:
@@ -304,6 +341,7 @@ class DeltaSparkStorage(DeltaStorage):
         ]
 
     def vacuum(self, path: str, *, retention_hours: int, dry_run: bool = False) -> list[str]:
+        _check_retention(retention_hours)
         if dry_run:
             rows = self.spark.sql(f"VACUUM delta.`{path}` RETAIN {retention_hours} HOURS DRY RUN").collect()
             return [r[0] for r in rows]
@@ -406,7 +444,7 @@ class DeltaRsStorage(DeltaStorage):
     def write(self, df, path, *, mode, partition_by=(), replace_where=None, commit_info=None) -> int:
         from deltalake import Schema
         from deltalake.exceptions import CommitFailedError
-        from deltalake.transaction import CommitProperties, create_table_with_add_actions
+        from deltalake.transaction import CommitProperties, Transaction, create_table_with_add_actions
 
         partition_by = _check_write(df, mode, partition_by, replace_where)
 
@@ -444,9 +482,18 @@ class DeltaRsStorage(DeltaStorage):
 
         add_actions = [_add_action(*a) for a in actions]
         arrow_schema = _nullable(to_arrow_schema(df.schema, timezone="UTC"))
-        properties = CommitProperties(custom_metadata={"userMetadata": _commit_json(commit_info, write_id)})
+        properties = CommitProperties(
+            custom_metadata={"userMetadata": _commit_json(commit_info, write_id)},
+            # Two writers replacing the same partitions share an application id, so Delta's conflict check
+            # fails the later one even when the partitions were empty (nothing to remove, nothing to clash).
+            app_transactions=[Transaction(app_id=_replace_id(replace_where), version=time.time_ns())]
+            if replace_where is not None
+            else None,
+        )
+        table = self._table(path) if exists else None  # the version this write commits against
+        _pause_before_commit(write_id)
         try:
-            if not exists:
+            if table is None:
                 try:
                     create_table_with_add_actions(
                         _rs_uri(path),
@@ -461,7 +508,8 @@ class DeltaRsStorage(DeltaStorage):
                 except Exception:
                     if not self.exists(path):
                         raise
-                    # Another writer created the table meanwhile: commit as an ordinary write below.
+                    # Another writer created the table meanwhile: commit as an ordinary write on top of it.
+                    table = self._table(path)
             filters = None
             if replace_where is not None:
                 filters = [
@@ -474,7 +522,7 @@ class DeltaRsStorage(DeltaStorage):
                     )
                     for c, op, value in replace_where
                 ]
-            self._table(path).create_write_transaction(
+            table.create_write_transaction(
                 add_actions,
                 mode,
                 arrow_schema,
@@ -545,7 +593,21 @@ class DeltaRsStorage(DeltaStorage):
         return commits
 
     def vacuum(self, path: str, *, retention_hours: int, dry_run: bool = False) -> list[str]:
-        return list(self._table(path).vacuum(retention_hours=retention_hours, dry_run=dry_run))
+        _check_retention(retention_hours)
+        # full: also files no commit ever referenced (a crashed write), once older than the retention
+        removed = self._table(path).vacuum(
+            retention_hours=retention_hours, dry_run=dry_run, enforce_retention_duration=False, full=True
+        )
+        if not dry_run:
+            self._remove_empty_write_dirs(path)
+        return list(removed)
+
+    def _remove_empty_write_dirs(self, path: str) -> None:
+        hadoop_path, fs = self._hadoop_fs(path)
+        for status in fs.listStatus(hadoop_path):
+            if status.isDirectory() and status.getPath().getName().startswith("w-"):
+                if not fs.listFiles(status.getPath(), True).hasNext():
+                    fs.delete(status.getPath(), True)
 
 
 def _add_action(relative: str, size: int, modified_ms: int, partition_values: dict[str, str | None]):

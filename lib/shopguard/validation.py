@@ -73,6 +73,10 @@ class Validated:
             F.lit(self.snapshot_date).cast(T.DateType()).alias("snapshot_date"),
         )
 
+    def transform(self, function) -> Validated:
+        """Apply a DataFrame -> DataFrame function to every row (e.g. pseudonymisation), reasons kept."""
+        return replace(self, flagged=self.flagged.transform(function))
+
     def persist(self) -> Validated:
         return replace(self, flagged=self.flagged.persist(StorageLevel.MEMORY_AND_DISK))
 
