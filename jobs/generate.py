@@ -35,19 +35,9 @@ def main(argv: list[str] | None = None) -> None:
         generate__end_date=args.end_date,
         generate__seed=args.seed,
     )
-    g = settings.generate
-    spec = SyntheticSpec(
-        users=g.users,
-        days=g.days,
-        end_date=g.end_date or (datetime.now(UTC).date() - timedelta(days=1)),
-        seed=g.seed,
-        anomaly_share=g.anomaly_share,
-        users_per_block=g.users_per_block,
-        subtle_share=g.subtle_share,
-        anomaly_label_share=g.anomaly_label_share,
-        known_good_share=g.known_good_share,
-        label_noise=g.label_noise,
-    )
+    generate = settings.generate.model_dump()
+    generate["end_date"] = generate["end_date"] or datetime.now(UTC).date() - timedelta(days=1)
+    spec = SyntheticSpec(**generate)
     tables = settings.tables
 
     with spark_job("generate", settings) as (spark, storage, run):

@@ -1,15 +1,26 @@
-"""One local SparkSession for the whole test run, built the way the jobs build theirs."""
+"""One local SparkSession for the whole test run, built the way the jobs build theirs, and one small
+pipeline run (every job on 1,500 generated users) that the end-to-end and fault tests share."""
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
+import shutil
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("SPARK_CONF_DIR", str(Path(__file__).resolve().parents[1] / "conf" / "spark"))
+os.environ.setdefault("SPARK_CONF_DIR", str(ROOT / "conf" / "spark"))
+PSEUDONYM_KEY = "test-pseudonym-key-0123456789"
+
+from deltalake import DeltaTable  # noqa: E402
 
 from shopguard.config import SparkSettings  # noqa: E402
 from shopguard.runtime import build_spark  # noqa: E402
@@ -29,6 +40,14 @@ TEST_SPARK = SparkSettings(
         "spark.executorEnv.TF_NUM_INTEROP_THREADS": "1",
     },
 )
+DAY = "2026-11-22"
+# A fresh JVM per submit.sh call: keep it small.
+SUBMIT_FAST = [
+    "--set", "spark.master=local[2,4]",
+    "--set", "spark.conf.spark.sql.shuffle.partitions=4",
+    "--set", "spark.conf.spark.driver.memory=2g",
+    "--set", "spark.conf.spark.ui.enabled=false",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +61,73 @@ def spark():
 def storage(spark):
     """The delta-rs path: the one these machines can run (no Delta jars)."""
     return DeltaRsStorage(spark)
+
+
+def load_job(name: str):
+    """A job's main(), loaded from jobs/<name>.py."""
+    spec = importlib.util.spec_from_file_location(f"shopguard_job_{name}", ROOT / "jobs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def submit(
+    *args: str, env: dict[str, str] | None = None, timeout: int = 600, **popen
+) -> subprocess.CompletedProcess:
+    """./submit.sh in a process of its own, as an operator runs it."""
+    return subprocess.run(
+        [str(ROOT / "submit.sh"), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})}, **popen,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    root: Path
+    settings: list[str]
+    first_scores: pd.DataFrame
+    log: str
+
+    def table(self, name: str) -> DeltaTable:
+        return DeltaTable(str(self.root / name))
+
+    def copy(self, target: Path) -> Pipeline:
+        """The same tables elsewhere (Delta tables are relocatable), for tests that change them."""
+        shutil.copytree(self.root, target)
+        settings = [s.replace(str(self.root), str(target)) for s in self.settings]
+        return Pipeline(target, settings, self.first_scores, self.log)
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture(scope="session")
+def pipeline(spark, tmp_path_factory) -> Pipeline:
+    """generate -> features -> train -> score, then features and score again for the same date, each job's
+    main() in this process on the test session (as an orchestrator would run them), pseudonymisation on."""
+    os.environ["SHOPGUARD_PSEUDONYM_KEY"] = PSEUDONYM_KEY
+    root = tmp_path_factory.mktemp("pipeline")
+    settings = [
+        "--set", f"tables.root={root}", "--set", "generate.users=1500", "--set", "generate.dirty_share=0.002",
+        "--set", "model.epochs=15", "--set", "privacy.pseudonymise=true",
+    ]  # fmt: skip
+    collect = _Collect()
+    logging.getLogger().addHandler(collect)
+    logging.getLogger("shopguard").setLevel(logging.DEBUG)
+    try:
+        load_job("generate")(["--end-date", DAY, *settings])
+        load_job("features")(["--date", DAY, *settings])
+        load_job("train")(["--date", DAY, *settings])
+        load_job("score")(["--date", DAY, *settings])
+        first_scores = DeltaTable(str(root / "scores")).to_pandas()
+        load_job("features")(["--date", DAY, *settings])  # reruns for the same date
+        load_job("score")(["--date", DAY, *settings])
+    finally:
+        logging.getLogger().removeHandler(collect)
+    return Pipeline(root, settings, first_scores, "\n".join(collect.lines))

@@ -8,7 +8,13 @@ from shopguard import schemas
 from shopguard.synthetic import SyntheticSpec, simulate_block, split_records, synthetic_records
 
 SPEC = SyntheticSpec(
-    users=600, days=14, end_date=dt.date(2026, 11, 22), seed=11, anomaly_share=0.15, users_per_block=300
+    users=600,
+    days=14,
+    end_date=dt.date(2026, 11, 22),
+    seed=11,
+    anomaly_share=0.15,
+    users_per_block=300,
+    dirty_share=0.0,
 )
 
 
@@ -51,3 +57,14 @@ def test_spark_records_split_into_the_canonical_tables(spark):
     row = clicks.where("event_type = 'review'").first()
     assert row.event_date == row.event_time.date() and 1 <= row.rating <= 5
     assert truth.where("subtle").count() == ((local.record_type == "truth") & (local.intensity < 0.6)).sum()
+
+
+def test_dirty_share_breaks_a_few_rows_the_ways_real_logs_break():
+    dirty = SyntheticSpec(**{**SPEC.__dict__, "dirty_share": 0.01})
+    records = simulate_block(0, dirty)
+    clicks = records[records.record_type == "click"]
+    orders = records[records.record_type == "order"]
+    assert (clicks.event_type == "teleport").any()
+    assert clicks.user_id.isna().any() or (clicks.user_id.str.strip() == "").any()
+    assert clicks.duplicated().any()
+    assert orders.order_id.duplicated().any() and ((orders.quantity == 0) | (orders.status == "lost")).any()

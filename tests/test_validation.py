@@ -5,6 +5,8 @@ import json
 import logging
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -165,3 +167,46 @@ def test_repeated_orders_keep_the_latest_status(spark):
         ("o1", "paid", later),
         ("o2", "paid", T0),
     ]
+
+
+# --------------------------------------------------------------------------- property: nothing is lost
+
+BAD_CLICKS = {
+    "no_user": lambda r: ("", *r[1:]),
+    "bad_time": lambda r: (r[0], "not a time", *r[2:]),
+    "future": lambda r: (r[0], "2031-01-01 00:00:00", *r[2:]),
+    "bad_type": lambda r: (r[0], r[1], "teleport", *r[3:]),
+    "bad_rating": lambda r: (*r[:2], "review", *r[3:9], 11, *r[10:]),
+    "long_id": lambda r: ("u" * 300, *r[1:]),
+}
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["u1", "U1 ", "u2", " u3"]),
+            st.integers(0, 3),  # event minute: few values, so exact duplicates happen
+            st.sampled_from([None, *BAD_CLICKS]),
+        ),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_rows_read_equal_rows_used_plus_quarantined_plus_duplicates(spark, rows):
+    raw = []
+    for user, minute, corruption in rows:
+        row = raw_click(user, ts=f"2026-11-22 10:0{minute}:00")
+        raw.append(BAD_CLICKS[corruption](row) if corruption else row)
+    checked = validate(
+        conform(clicks(spark, raw), "clicks", MAPPING).transform(normalise("clicks")), "clicks", RULES, D
+    )
+    read, quarantined = checked.counts()
+    used = checked.valid.transform(deduplicate("clicks")).count()
+    duplicates = read - quarantined - used
+
+    good = {(u.strip().lower(), m) for u, m, c in rows if c is None}
+    assert read == len(rows)
+    assert quarantined == sum(c is not None for _, _, c in rows)
+    assert used == len(good)
+    assert duplicates == sum(c is None for _, _, c in rows) - len(good) >= 0

@@ -187,6 +187,7 @@ class GenerateSettings(_Section):
     anomaly_label_share: float = Field(0.5, ge=0, le=1)
     known_good_share: float = Field(0.03, ge=0, le=1)
     label_noise: float = Field(0.0, ge=0, lt=0.5)
+    dirty_share: float = Field(0.0005, ge=0, lt=0.1)
     users_per_block: int = Field(500, gt=0)
 
 

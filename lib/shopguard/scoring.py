@@ -6,6 +6,7 @@ each Python worker loads it once, keyed by its checksum, then calls it on every 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -101,9 +102,24 @@ def _worker_model(plan: ScoringPlan):
     return model
 
 
+CRASH_WORKER_ONCE = "SHOPGUARD_CRASH_WORKER_ONCE"
+
+
+def _crash_worker_once() -> None:
+    """Fault-injection point for drills, off unless the variable names a marker file: the first batch
+    to get here creates it and kills its Python worker, as an out-of-memory kill would. Spark retries."""
+    marker = os.environ.get(CRASH_WORKER_ONCE)
+    if marker and not os.path.exists(marker):
+        with open(marker, "x"):
+            pass
+        os._exit(3)
+
+
 def score_frame(pdf: pd.DataFrame, plan: ScoringPlan, scored_at: datetime, score_date: date) -> pd.DataFrame:
     """Score one pandas batch of feature rows; the same code path in the UDF and in tests."""
     from shopguard.model import batch_scores, percentile_of, reasons
+
+    _crash_worker_once()
 
     model = _worker_model(plan)
     x = pdf[list(plan.feature_names)].to_numpy(dtype=np.float32)

@@ -57,8 +57,8 @@ NORMAL_RATINGS = np.array([0.08, 0.07, 0.15, 0.33, 0.37])  # 1..5 stars
 
 UNION_SCHEMA = T.StructType(
     [T.StructField("record_type", T.StringType())]
-    + [f for f in schemas.CLICKS.fields if f.name != "event_date"]
-    + [f for f in schemas.TRANSACTIONS.fields if f.name not in ("user_id", "device_id", "ip", "order_date")]
+    + list(schemas.CLICKS.fields)
+    + [f for f in schemas.TRANSACTIONS.fields if f.name not in ("user_id", "device_id", "ip")]
     + [f for f in schemas.LABELS.fields if f.name != "user_id"]
     + [T.StructField("intensity", T.DoubleType())]
 )
@@ -87,6 +87,7 @@ class SyntheticSpec:
     anomaly_label_share: float = 0.5  # injected anomalies that investigations found (label 1)
     known_good_share: float = 0.03  # normal users cleared by investigations (label 0)
     label_noise: float = 0.0  # share of labels flipped, to keep evaluation honest
+    dirty_share: float = 0.0005  # rows broken the ways real logs break, for validation to catch
 
     def __post_init__(self) -> None:
         if self.users <= 0 or self.days <= 0 or self.users_per_block <= 0:
@@ -694,8 +695,43 @@ def simulate_block(block: int, spec: SyntheticSpec) -> pd.DataFrame:
     if spec.label_noise > 0 and len(labels_out):
         flip = rng.random(len(labels_out)) < spec.label_noise
         labels_out.loc[flip, "label"] = 1 - labels_out.loc[flip, "label"]
+    # The date partition is the day a row was logged; a broken clock below does not move it.
+    clicks_out["event_date"] = clicks_out["event_time"].dt.date
+    orders_out["order_date"] = orders_out["order_time"].dt.date
+    if spec.dirty_share > 0:
+        clicks_out, orders_out = _dirty(rng, clicks_out, orders_out, spec.dirty_share)
     frames = [clicks_out, orders_out, labels_out, truth_out]
     return pd.concat(frames, ignore_index=True).reindex(columns=UNION_SCHEMA.fieldNames())
+
+
+def _dirty(rng, clicks: pd.DataFrame, orders: pd.DataFrame, share: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Break a few rows the ways real logs break: missing ids, unknown types, clock errors, bad amounts,
+    ids in another case or with spaces, exact duplicates, and repeated orders with a later status."""
+    clicks, orders = clicks.copy(), orders.copy()
+    for frame, kinds in ((clicks, 6), (orders, 5)):
+        n = rng.binomial(len(frame), share)
+        rows = frame.index[rng.choice(len(frame), size=n, replace=False)]
+        for row, kind in zip(rows, rng.integers(0, kinds, size=n), strict=True):
+            if kind == 0:
+                frame.loc[row, "user_id"] = None if rng.random() < 0.5 else "  "
+            elif kind == 1:
+                frame.loc[row, "user_id"] = f" {str(frame.loc[row, 'user_id']).upper()} "  # valid once normalised
+            elif frame is clicks and kind == 2:
+                frame.loc[row, "event_type"] = "teleport"
+            elif frame is clicks and kind == 3:
+                frame.loc[row, "event_time"] = frame.loc[row, "event_time"] + pd.Timedelta(days=3650)
+            elif frame is clicks and kind == 4:
+                frame.loc[row, "dwell_ms"] = -1
+            elif kind == 2:
+                frame.loc[row, "amount"] = -frame.loc[row, "amount"] if rng.random() < 0.5 else np.nan
+            elif kind == 3:
+                frame.loc[row, "quantity"] = 0
+            else:
+                frame.loc[row, "status"] = "lost"
+    duplicates = clicks.iloc[rng.choice(len(clicks), size=rng.binomial(len(clicks), share), replace=False)]
+    updates = orders.iloc[rng.choice(len(orders), size=rng.binomial(len(orders), 2 * share), replace=False)]
+    updates = updates.assign(status="cancelled")  # the same order, cancelled later: one row must remain
+    return pd.concat([clicks, duplicates], ignore_index=True), pd.concat([orders, updates], ignore_index=True)
 
 
 def synthetic_records(blocks: DataFrame, spec: SyntheticSpec) -> DataFrame:
@@ -711,8 +747,8 @@ def synthetic_records(blocks: DataFrame, spec: SyntheticSpec) -> DataFrame:
 
 def split_records(records: DataFrame) -> tuple[DataFrame, DataFrame, DataFrame, DataFrame]:
     """Union layout -> (clicks, transactions, labels, truth), canonical schemas with date partitions."""
-    clicks = records.where(F.col("record_type") == "click").withColumn("event_date", F.to_date("event_time"))
-    orders = records.where(F.col("record_type") == "order").withColumn("order_date", F.to_date("order_time"))
+    clicks = records.where(F.col("record_type") == "click")
+    orders = records.where(F.col("record_type") == "order")
     labels = records.where(F.col("record_type") == "label")
     truth = records.where(F.col("record_type") == "truth").withColumn(
         "subtle", F.col("intensity") < SUBTLE_BELOW
