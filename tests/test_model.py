@@ -127,3 +127,13 @@ def test_a_version_without_metadata_does_not_count(autoencoder, tmp_path):
         load_model(str(tmp_path / "empty"))
     meta = json.loads((tmp_path / "v1" / "metadata.json").read_text())
     assert meta["model_version"] == "v1" and len(meta["model_sha256"]) == 64
+
+
+def test_a_model_with_a_lambda_layer_is_refused_by_safe_mode(tmp_path):
+    import keras
+
+    inputs = keras.Input(shape=(3,))
+    model = keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2)(inputs))
+    model.save(tmp_path / "evil.keras")
+    with pytest.raises(ValueError, match="(?i)lambda"):
+        keras_model_from_bytes((tmp_path / "evil.keras").read_bytes())

@@ -2,13 +2,21 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
+import time
 
 import pytest
 from deltalake import DeltaTable
 from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
 
-from shopguard.storage import SchemaMismatchError, StorageError, open_storage
+from shopguard.storage import (
+    PAUSE_BEFORE_COMMIT,
+    ConcurrentWriteError,
+    SchemaMismatchError,
+    StorageError,
+    open_storage,
+)
 
 SCHEMA = T.StructType(
     [
@@ -116,3 +124,44 @@ def test_unpartitioned_overwrite_replaces_everything(spark, storage, tmp_path):
     storage.write(rows(spark, [("b", 2.0, AT, D2)]), path, mode="overwrite")
     assert [r.user_id for r in storage.read(path).collect()] == ["b"]
     assert DeltaTable(path).version() == 1
+
+
+def test_two_writers_replacing_a_new_partition_at_once_leave_one_write(spark, storage, tmp_path, monkeypatch):
+    path = str(tmp_path / "t")
+    storage.write(rows(spark, [("a", 1.0, AT, D1)]), path, mode="append", partition_by=["day"])
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    monkeypatch.setenv(PAUSE_BEFORE_COMMIT, str(gate))
+    outcomes: dict[str, BaseException | None] = {}
+
+    def replace(user: str) -> None:
+        try:
+            storage.write(rows(spark, [(user, 2.0, AT, D2)]), path, mode="overwrite", partition_by=["day"],
+                          replace_where=[("day", "=", D2)])  # fmt: skip
+            outcomes[user] = None
+        except BaseException as exc:  # noqa: BLE001 - the outcome is the test's subject
+            outcomes[user] = exc
+
+    threads = [threading.Thread(target=replace, args=(u,)) for u in ("x", "y")]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 120
+    while len(list(gate.glob("*.ready"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (gate / "go").touch()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    winners = [u for u, o in outcomes.items() if o is None]
+    losers = [o for o in outcomes.values() if o is not None]
+    assert len(winners) == 1 and len(losers) == 1 and isinstance(losers[0], ConcurrentWriteError)
+    assert [r.user_id for r in storage.read(path, where=[("day", "=", D2)]).collect()] == winners
+    assert storage.version(path) == 1
+
+
+def test_vacuum_refuses_a_retention_that_could_delete_a_write_in_progress(spark, storage, tmp_path):
+    path = str(tmp_path / "t")
+    storage.write(rows(spark, [("a", 1.0, AT, D1)]), path, mode="append", partition_by=["day"])
+    with pytest.raises(StorageError, match="below the floor of 24 h"):
+        storage.vacuum(path, retention_hours=1)
+    assert storage.vacuum(path, retention_hours=24, dry_run=True) == []

@@ -42,7 +42,7 @@ def load_key(env_var: str, key_file: str | None, conf_dir: Path) -> bytes:
         path = Path(key_file).expanduser().resolve()
         if path.is_relative_to(Path(conf_dir).resolve()):
             raise PseudonymKeyError(
-                f"privacy.key_file {path} is inside {conf_dir}; keep secrets out of the configuration"
+                f"privacy.key_file {path} is inside {conf_dir}: keep secrets out of conf/"
             )
         if not path.is_file():
             raise PseudonymKeyError(f"privacy.key_file {path} does not exist")

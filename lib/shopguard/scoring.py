@@ -84,7 +84,7 @@ def check_features_match(features_schema: T.StructType, metadata: dict[str, Any]
         else "same names, different order or types"
     )
     raise ModelMismatchError(
-        f"model {metadata.get('model_version')} was trained on features the table lacks ({detail}). "
+        f"model {metadata.get('model_version')} does not fit the features table ({detail}). "
         "Retrain the model on the current features, or score with the model that matches them."
     )
 

@@ -704,7 +704,7 @@ def simulate_block(block: int, spec: SyntheticSpec) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True).reindex(columns=UNION_SCHEMA.fieldNames())
 
 
-def _dirty(rng, clicks: pd.DataFrame, orders: pd.DataFrame, share: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _dirty(rng, clicks: pd.DataFrame, orders: pd.DataFrame, share: float):
     """Break a few rows the ways real logs break: missing ids, unknown types, clock errors, bad amounts,
     ids in another case or with spaces, exact duplicates, and repeated orders with a later status."""
     clicks, orders = clicks.copy(), orders.copy()
@@ -715,7 +715,8 @@ def _dirty(rng, clicks: pd.DataFrame, orders: pd.DataFrame, share: float) -> tup
             if kind == 0:
                 frame.loc[row, "user_id"] = None if rng.random() < 0.5 else "  "
             elif kind == 1:
-                frame.loc[row, "user_id"] = f" {str(frame.loc[row, 'user_id']).upper()} "  # valid once normalised
+                # valid once normalised
+                frame.loc[row, "user_id"] = f" {str(frame.loc[row, 'user_id']).upper()} "
             elif frame is clicks and kind == 2:
                 frame.loc[row, "event_type"] = "teleport"
             elif frame is clicks and kind == 3:
