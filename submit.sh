@@ -4,7 +4,8 @@
 #   ./submit.sh setup                      virtual environment + dependencies (+ a Java check)
 #   ./submit.sh test [pytest args]         the whole test suite
 #   ./submit.sh demo [job args]            generate -> features -> train -> score -> summary on demo data
-#   ./submit.sh <job> [job args]           spark-submit jobs/<job>.py; jobs: generate features train score summary
+#   ./submit.sh <job> [job args]           spark-submit jobs/<job>.py: generate features train score summary
+#                                          evaluate label maintenance
 #
 # Job args: --profile local|cluster, --conf-file FILE, --set section.key=value, --master URL, --date YYYY-MM-DD.
 # Spark's master and settings come from conf/ (see conf/base/shopguard.yml) and reach spark-submit too.
@@ -38,6 +39,21 @@ need_venv() {
   export SPARK_CONF_DIR="${SPARK_CONF_DIR:-$ROOT/conf/spark}"  # log4j2.properties: Spark logs warnings only
 }
 
+install_chromium() {
+  # The evaluation report is checked in a real browser by the tests (Debian's chromium package).
+  if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then return; fi
+  local sudo=""
+  [[ "$(id -u)" == 0 ]] || sudo="sudo -n"
+  if command -v apt-get >/dev/null 2>&1 && { [[ -z "$sudo" ]] || sudo -n true 2>/dev/null; }; then
+    echo "installing Debian's chromium (for the report rendering test)"
+    $sudo apt-get install -y -q chromium >/dev/null 2>&1 \
+      || { $sudo apt-get update -q >/dev/null 2>&1 && $sudo apt-get install -y -q chromium >/dev/null 2>&1; } \
+      || echo "submit.sh: could not install chromium; the report rendering test will fail until it is installed" >&2
+  else
+    echo "submit.sh: please install chromium (apt-get install chromium); the report rendering test needs it" >&2
+  fi
+}
+
 submit() {
   local job="$1"; shift
   [[ -f "jobs/$job.py" ]] || die "unknown job '$job'; expected one of: $(ls jobs/*.py | xargs -n1 basename | sed 's/\.py$//' | tr '\n' ' ')"
@@ -63,7 +79,8 @@ case "${1:-help}" in
     [[ -x "$PY" ]] || python3 -m venv "$VENV"
     "$PY" -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
     "$PY" -m pip install --quiet -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
-    "$PY" -c 'import pyspark, deltalake, keras, shopguard; print(f"pyspark {pyspark.__version__}, deltalake {deltalake.__version__}, keras {keras.__version__}: ready")'
+    install_chromium
+    TF_CPP_MIN_LOG_LEVEL=3 "$PY" -c 'import pyspark, deltalake, keras, shopguard; print(f"pyspark {pyspark.__version__}, deltalake {deltalake.__version__}, keras {keras.__version__}: ready")'
     ;;
   test)
     shift
@@ -81,7 +98,7 @@ case "${1:-help}" in
     submit summary --date "$date" "$@"
     ;;
   help|-h|--help)
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
     ;;
   *)
     submit "$@"

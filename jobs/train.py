@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 
 from shopguard.features import feature_columns, feature_fingerprint
 from shopguard.labels import attach_labels
-from shopguard.model import TrainingParams, train
+from shopguard.model import TrainingParams, holdout_mask, train
 from shopguard.privacy import pseudonymise
 from shopguard.registry import new_version, save_model
 from shopguard.runtime import (
@@ -35,7 +35,7 @@ log = logging.getLogger("shopguard.train")
 
 def main(argv: list[str] | None = None) -> None:
     parser = job_arg_parser(__doc__, needs_date=True)
-    parser.add_argument("--mode", choices=["autoencoder", "classifier"], help="model.mode")
+    parser.add_argument("--mode", choices=["autoencoder", "semi_supervised", "classifier"], help="model.mode")
     args = parser.parse_args(argv)
     settings = settings_from_args(args, model__mode=args.mode)
     m, tables = settings.model, settings.tables
@@ -120,6 +120,10 @@ def main(argv: list[str] | None = None) -> None:
         x = np.column_stack([table.column(n).to_numpy() for n in names]).astype(np.float32)
         labels = table.column("label").to_pandas().astype("float64").to_numpy()
         user_ids = table.column("user_id").to_pylist()
+        if m.holdout_share > 0:
+            keep = ~holdout_mask(user_ids, m.holdout_share)
+            x, labels, user_ids = x[keep], labels[keep], [u for u, k in zip(user_ids, keep, strict=True) if k]
+            log.info("holding out %.0f%% of users: training on %d rows", 100 * m.holdout_share, len(x))
 
         # transform: fit on the driver
         version = new_version(params.mode)
@@ -141,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
                     **trained.training,
                     "run_id": run.run_id,
                     "snapshot_date": args.date.isoformat(),
+                    "holdout_share": m.holdout_share,
                 },
                 "inputs": inputs,
                 "created_at": datetime.now(UTC).isoformat(),

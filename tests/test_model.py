@@ -5,7 +5,15 @@ import json
 import numpy as np
 import pytest
 
-from shopguard.model import TrainingParams, batch_scores, percentile_of, reasons, train, validation_mask
+from shopguard.model import (
+    TrainingParams,
+    batch_scores,
+    choose_thresholds,
+    percentile_of,
+    reasons,
+    train,
+    validation_mask,
+)
 from shopguard.registry import (
     ModelIntegrityError,
     ModelNotFoundError,
@@ -43,8 +51,8 @@ def autoencoder():
 
 def test_autoencoder_ranks_rows_that_break_the_pattern_highest(autoencoder):
     trained, x = autoencoder
-    scores, residuals = batch_scores(trained.model, "autoencoder", x)
-    assert residuals.shape == x.shape
+    scores, explanation = batch_scores(trained.model, "autoencoder", x)
+    assert explanation.weight.shape == x.shape
     assert set(np.argsort(-scores)[:5]) == set(range(len(x) - 5, len(x)))
 
 
@@ -60,8 +68,10 @@ def test_thresholds_are_exact_quantiles_of_the_training_scores(autoencoder):
 
 def test_reasons_name_the_feature_that_broke_the_pattern(autoencoder):
     trained, x = autoencoder
-    scores, residuals = batch_scores(trained.model, "autoencoder", x[-5:])
-    why = reasons(trained.model, "autoencoder", x[-5:], scores, residuals, NAMES, trained.reference_values, 2)
+    scores, explanation = batch_scores(trained.model, "autoencoder", x[-5:])
+    why = reasons(
+        trained.model, "autoencoder", x[-5:], scores, explanation, NAMES, trained.reference_values, 2
+    )
     assert all(r[0] == "f3 high" for r in why)
 
 
@@ -137,3 +147,53 @@ def test_a_model_with_a_lambda_layer_is_refused_by_safe_mode(tmp_path):
     model.save(tmp_path / "evil.keras")
     with pytest.raises(ValueError, match="(?i)lambda"):
         keras_model_from_bytes((tmp_path / "evil.keras").read_bytes())
+
+
+def test_semi_supervised_learns_from_a_few_labels_which_deviation_matters():
+    """Two kinds of rare deviation; only one is anomalous, and a handful of labels say which."""
+    rng = np.random.default_rng(5)
+    x = rng.lognormal(1.0, 0.3, size=(2000, 6)).astype(np.float32)
+    x[:, 1] = 2 * x[:, 0]
+    harmless, harmful = np.arange(1900, 1950), np.arange(1950, 2000)
+    x[harmless, 4] *= 30  # e.g. a legitimate bulk buyer
+    x[harmful, 5] *= 30
+    labels = np.full(len(x), np.nan)
+    labels[:200] = 0
+    labels[harmless[:10]] = 0
+    labels[harmful[:10]] = 1
+    users = [f"u{i}" for i in range(len(x))]
+    params = TrainingParams(  # a weak penalty: this toy has 10 anomalous labels and a single signal
+        mode="semi_supervised", epochs=15, batch_size=128, seed=1, unlabelled_sample=500, semi_c=100.0
+    )
+    trained = train(x, users, NAMES, params, labels=labels)
+    scores, explanation = batch_scores(trained.model, "semi_supervised", x)
+    assert np.median(scores[harmful[10:]]) > np.quantile(scores[harmless[10:]], 0.9)
+    why = reasons(trained.model, "semi_supervised", x[harmful], scores[harmful], explanation and
+                  type(explanation)(explanation.weight[harmful], explanation.high[harmful]), NAMES,
+                  trained.reference_values, 1)  # fmt: skip
+    assert np.mean([w == ["f5 high"] for w in why]) > 0.8
+
+
+def test_semi_supervised_without_enough_labels_is_refused():
+    x, users, labels = data()
+    labels[:] = np.nan
+    labels[-2:] = 1
+    with pytest.raises(ValueError, match="at least 5 anomalous and 5 normal"):
+        train(x, users, NAMES, TrainingParams(mode="semi_supervised"), labels=labels)
+
+
+def test_thresholds_to_a_target_precision_on_labelled_validation_users():
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0, 1, 1000)
+    val_scores = np.r_[rng.uniform(0, 0.6, 80), rng.uniform(0.5, 1.0, 20)]  # anomalies score higher
+    val_labels = np.r_[np.zeros(80), np.ones(20)]
+    params = TrainingParams(threshold_method="precision", alert_precision=0.8, block_precision=1.0)
+    chosen = choose_thresholds(scores, val_scores, val_labels, params)
+    flagged = val_scores >= chosen["alert"]
+    assert chosen["method"] == "precision" and val_labels[flagged].mean() >= 0.8
+    assert val_labels[val_scores >= chosen["block"]].mean() == 1.0 and chosen["block"] >= chosen["alert"]
+    assert chosen["expected_alert_share"] == pytest.approx((scores >= chosen["alert"]).mean())
+    too_few = choose_thresholds(scores, val_scores[:30], val_labels[:30], params)
+    assert too_few["method"].startswith("budget") and too_few["alert"] == pytest.approx(
+        np.quantile(scores, 0.99)
+    )

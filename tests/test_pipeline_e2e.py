@@ -123,3 +123,49 @@ def test_a_bad_setting_stops_submit_sh_before_spark_starts():
     result = submit("score", "--date", DAY, "--set", "model.epocs=3", timeout=120)
     assert result.returncode != 0
     assert "model.epocs: Extra inputs are not permitted" in result.stderr
+
+
+def test_evaluate_writes_metrics_per_type_and_a_report_and_a_rerun_replaces_them(pipeline, tmp_path):
+    run = pipeline.copy(tmp_path / "tables")
+    report = tmp_path / "report.html"
+    for _ in range(2):
+        load_job("evaluate")(["--date", DAY, "--against", "truth", "--report", str(report), *run.settings])
+    evaluations = run.table("evaluations")
+    rows = evaluations.to_pandas()
+    assert len(evaluations.history()) == 2
+    assert not rows.duplicated(["model_version", "anomaly_type", "metric"]).any()
+    (model,) = [v for v in rows.model_version.unique() if not v.startswith("baseline:")]
+    assert "baseline:isolation_forest" in set(rows.model_version)
+    metric = rows.set_index(["model_version", "anomaly_type", "metric"])["value"]
+    assert metric[(model, "all", "roc_auc")] > 0.9
+    for kind in schemas.ANOMALY_TYPES:
+        assert (model, kind, "recall@budget_0.01") in metric.index
+    assert (model, "all", "precision@threshold_alert") in metric.index
+    assert (model, "all", "top_reason_in_signature") in metric.index
+    html = report.read_text()
+    assert html.count("data-plot=") == 6 and "baseline:isolation_forest" in html
+
+
+def test_verdicts_appended_by_analysts_reach_the_next_training_run(pipeline, tmp_path):
+    run = pipeline.copy(tmp_path / "tables")
+    (old,) = [json.loads((p / "metadata.json").read_text()) for p in (run.root / "models").iterdir()]
+    labelled = set(run.table("raw/labels").to_pandas().user_id)
+    fresh = [u for u in run.table("raw/truth").to_pandas().user_id if u not in labelled][:4]
+    verdicts = tmp_path / "verdicts.csv"
+    verdicts.write_text(
+        "user_id,label,anomaly_type,labelled_at\n"
+        + "".join(
+            f"{u.upper()} ,1,brushing,2026-11-21 09:00:00\n" for u in fresh
+        )  # ids as analysts type them
+        + "u00000001,7,brushing,2026-11-21 09:00:00\n"  # not a label: quarantined
+    )
+    load_job("label")(["--verdicts", str(verdicts), *run.settings])
+    assert run.table("raw/labels").version() == old["inputs"]["labels"]["version"] + 1
+    quarantine = run.table("quarantine").to_pandas()
+    assert (quarantine.source_table == "verdicts").sum() == 1
+
+    load_job("train")(["--date", DAY, *run.settings])
+    (new,) = [json.loads((p / "metadata.json").read_text()) for p in (run.root / "models").iterdir()
+              if p.name != old["model_version"]]  # fmt: skip
+    assert new["inputs"]["labels"]["version"] == old["inputs"]["labels"]["version"] + 1
+    assert new["training"]["labelled_rows"] == old["training"]["labelled_rows"] + len(fresh)

@@ -165,3 +165,14 @@ def test_vacuum_refuses_a_retention_that_could_delete_a_write_in_progress(spark,
     with pytest.raises(StorageError, match="below the floor of 24 h"):
         storage.vacuum(path, retention_hours=1)
     assert storage.vacuum(path, retention_hours=24, dry_run=True) == []
+
+
+def test_partition_values_with_characters_hive_escapes_read_back(spark, storage, tmp_path):
+    path = str(tmp_path / "t")
+    schema = "user_id string, name string"
+    df = spark.createDataFrame([("a", "baseline:forest"), ("b", "a/b c%d")], schema)
+    storage.write(df, path, mode="append", partition_by=["name"])
+    assertDataFrameEqual(storage.read(path), df)
+    assert [r.user_id for r in storage.read(path, where=[("name", "=", "baseline:forest")]).collect()] == [
+        "a"
+    ]

@@ -139,7 +139,7 @@ class FeatureSettings(_Section):
 
 
 class ModelSettings(_Section):
-    mode: Literal["autoencoder", "classifier"] = "autoencoder"
+    mode: Literal["autoencoder", "semi_supervised", "classifier"] = "autoencoder"
     name: str = "shopguard"
     hidden_units: list[int] = Field(default_factory=lambda: [32])
     latent_units: int = Field(2, gt=0)
@@ -150,20 +150,36 @@ class ModelSettings(_Section):
     validation_fraction: float = Field(0.2, gt=0, lt=1)
     early_stopping_patience: int = Field(4, ge=0)
     trim_share: float = Field(0.05, ge=0, lt=0.5)
+    unlabelled_sample: int = Field(2000, ge=0)
+    unlabelled_weight: float = Field(0.3, ge=0)
+    semi_c: float = Field(0.01, gt=0)
+    classifier_dropout: float = Field(0.3, ge=0, lt=1)
+    classifier_l2: float = Field(1e-3, ge=0)
     seed: int = 42
     # Snapshots to train on: the last N snapshot dates up to and including --date.
     training_snapshots: int = Field(1, gt=0)
     max_training_rows: int = Field(2_000_000, gt=0)
-    # Thresholds are exact quantiles of the training scores (percent, 0-100).
-    alert_percentile: float = Field(99.0, gt=0, lt=100)
-    block_percentile: float = Field(99.9, gt=0, lt=100)
+    # Users left out of training altogether (by a hash of user_id), to measure quality honestly.
+    holdout_share: float = Field(0.0, ge=0, lt=1)
+    # budget: alert/block the top alert_budget/block_budget share of users (exact training-score quantiles);
+    # precision: the lowest thresholds reaching alert_precision/block_precision on labelled validation users.
+    threshold_method: Literal["budget", "precision"] = "budget"
+    alert_budget: float = Field(0.01, gt=0, lt=1)
+    block_budget: float = Field(0.001, gt=0, lt=1)
+    alert_precision: float = Field(0.8, gt=0, le=1)
+    block_precision: float = Field(0.95, gt=0, le=1)
 
     @model_validator(mode="after")
-    def _block_above_alert(self) -> ModelSettings:
-        if self.block_percentile < self.alert_percentile:
+    def _block_stricter_than_alert(self) -> ModelSettings:
+        if self.block_budget > self.alert_budget:
             raise ValueError(
-                f"model.block_percentile ({self.block_percentile}) must be >= model.alert_percentile "
-                f"({self.alert_percentile})"
+                f"model.block_budget ({self.block_budget}) must be <= model.alert_budget "
+                f"({self.alert_budget})"
+            )
+        if self.block_precision < self.alert_precision:
+            raise ValueError(
+                f"model.block_precision ({self.block_precision}) must be >= model.alert_precision "
+                f"({self.alert_precision})"
             )
         return self
 
@@ -214,6 +230,13 @@ class MaintenanceSettings(_Section):
     )
 
 
+class EvaluationSettings(_Section):
+    # labels: the latest verdict on each user (any time: evaluation looks back); truth: generated data only
+    against: Literal["labels", "truth"] = "labels"
+    baselines: bool = True
+    report_dir: str = "./reports"  # local folder or URI; one HTML file per evaluated date
+
+
 class Settings(_Section):
     profile: str = "local"
     spark: SparkSettings = Field(default_factory=SparkSettings)
@@ -227,6 +250,7 @@ class Settings(_Section):
     generate: GenerateSettings = Field(default_factory=GenerateSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

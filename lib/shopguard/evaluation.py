@@ -1,58 +1,161 @@
-"""How well scores rank known anomalies: metrics from scikit-learn on pandas frames brought to the driver.
+"""How good are the scores: metrics from scikit-learn on frames brought to the driver.
 
-Inputs are small: one score per user and one row per known anomaly, so the driver holds them easily.
+The inputs are small (one score per user, one row per known anomaly), so everything here is pandas and
+numpy on the driver. A "scorer" is anything that gave each user a score: a model's scores partition or a
+baseline fitted here (IsolationForest, HistGradientBoostingClassifier).
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
+from collections.abc import Iterable
+
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
 
 TOP_SHARES = (0.01, 0.05)
+BUDGETS = (0.001, 0.01, 0.05)
+
+# The features that characterise each anomaly type in the generated data: a reason "means something" when
+# the top reason of an injected anomaly names one of its type's signature features.
+SIGNATURES: dict[str, tuple[str, ...]] = {
+    "brushing": ("fast_gap_share", "short_dwell_share", "top_item_share", "page_views", "add_to_carts",
+                 "events", "burstiness", "gap_mean_s", "dwell_mean_ms", "shared_device_users",
+                 "shared_ip_users", "cart_per_view", "orders", "sessions", "distinct_items"),
+    "bulk_order": ("quantity_sum", "quantity_max", "amount_sum", "amount_max", "amount_mean", "amount_std",
+                   "orders", "add_to_carts", "orders_per_view", "orders_per_cart"),
+    "cancel_abuse": ("cancel_rate", "refund_rate", "cancelled_orders", "refunded_orders", "orders",
+                     "add_to_carts", "orders_per_view", "orders_per_cart", "amount_sum"),
+    "account_takeover": ("login_failures", "login_failure_rate", "new_devices", "new_ips", "new_addresses",
+                         "distinct_devices", "distinct_ips", "amount_max", "amount_sum", "amount_mean",
+                         "amount_std", "payment_methods", "shipping_addresses", "night_share", "orders"),
+    "payment_fraud": ("account_age_days", "days_signup_to_first_order", "payment_methods",
+                      "shipping_addresses", "shared_device_users", "shared_address_users", "shared_ip_users",
+                      "distinct_devices", "new_devices", "new_addresses", "new_ips", "amount_max", "amount_sum",
+                      "amount_mean", "amount_std", "refund_rate", "refunded_orders", "orders", "orders_per_view",
+                      "orders_per_cart"),
+    "review_abuse": ("reviews", "extreme_rating_share", "rating_mean", "shared_device_users", "shared_ip_users",
+                     "orders_per_view", "dwell_mean_ms", "short_dwell_share", "top_item_share"),
+}  # fmt: skip
+
+_WINDOW_SUFFIX = re.compile(r"_\d+d$")
+
+
+def feature_of_reason(reason: str) -> str:
+    """'login_failures_1d high' -> 'login_failures' (window and direction dropped)."""
+    return _WINDOW_SUFFIX.sub("", reason.rsplit(" ", 1)[0])
+
+
+def _groups(truth: pd.DataFrame) -> list[tuple[str, pd.Series]]:
+    """(name, which users are positives) for all anomalies, each type, and the subtle ones if known."""
+    groups = [("all", truth["anomaly_type"].notna())]
+    groups += [(t, truth["anomaly_type"] == t) for t in sorted(truth["anomaly_type"].dropna().unique())]
+    if "subtle" in truth and truth["subtle"].notna().any():
+        groups.append(("subtle", truth["subtle"].astype("boolean").fillna(False).astype(bool)))
+    return groups
+
+
+def join_truth(scores: pd.DataFrame, anomalies: pd.DataFrame) -> pd.DataFrame:
+    """scores (user_id, score, ...) + known anomalies (user_id, anomaly_type[, subtle]) -> one frame; users
+    not among the anomalies are normal (anomaly_type null)."""
+    columns = [c for c in ("user_id", "anomaly_type", "subtle") if c in anomalies]
+    return scores.merge(anomalies[columns].drop_duplicates("user_id"), on="user_id", how="left")
+
+
+def quality_metrics(frame: pd.DataFrame, scorer: str, budgets: Iterable[float] = BUDGETS) -> pd.DataFrame:
+    """Long table (scorer, anomaly_type, metric, value): ROC-AUC, PR-AUC (average precision), and
+    precision / recall / F1 at each alert budget and, where the frame has them, at the model's thresholds
+    (`is_anomaly` for alert, `action == 'block'` for block). Each group is scored against normal users only."""
+    rows: list[tuple[str, str, str, float]] = []
+    normal = frame["anomaly_type"].isna()
+    n = len(frame)
+    cuts = {
+        f"budget_{b:g}": frame["score"].rank(ascending=False, method="first") <= max(1, round(b * n))
+        for b in budgets
+    }
+    if "is_anomaly" in frame:
+        cuts["threshold_alert"] = frame["is_anomaly"].astype(bool)
+    if "action" in frame:
+        cuts["threshold_block"] = frame["action"] == "block"
+    for name, positive in _groups(frame):
+        subset = positive | normal
+        y = positive[subset].astype(int).to_numpy()
+        if y.sum() == 0 or y.sum() == len(y):
+            continue
+        scores = frame.loc[subset, "score"].to_numpy()
+        rows += [(scorer, name, "roc_auc", float(roc_auc_score(y, scores))),
+                 (scorer, name, "pr_auc", float(average_precision_score(y, scores))),
+                 (scorer, name, "positives", float(y.sum()))]  # fmt: skip
+        for cut, flagged in cuts.items():
+            predicted = flagged[subset].astype(int).to_numpy()
+            p, r, f, _ = precision_recall_fscore_support(y, predicted, average="binary", zero_division=0)
+            rows += [(scorer, name, f"precision@{cut}", float(p)), (scorer, name, f"recall@{cut}", float(r)),
+                     (scorer, name, f"f1@{cut}", float(f))]  # fmt: skip
+    return pd.DataFrame(rows, columns=["scorer", "anomaly_type", "metric", "value"])
+
+
+def reason_signature_rate(frame: pd.DataFrame, scorer: str) -> pd.DataFrame:
+    """How often the top reason of an injected anomaly names one of its type's signature features."""
+    rows = []
+    anomalies = frame[
+        frame["anomaly_type"].isin(list(SIGNATURES)) & frame["reasons"].map(lambda r: len(r) > 0)
+    ]
+    for kind, group in anomalies.groupby("anomaly_type"):
+        hits = group["reasons"].map(lambda r, k=kind: feature_of_reason(r[0]) in SIGNATURES[k])
+        rows.append((scorer, kind, "top_reason_in_signature", float(hits.mean())))
+    if len(anomalies):
+        all_hits = anomalies.apply(
+            lambda row: feature_of_reason(row["reasons"][0]) in SIGNATURES[row["anomaly_type"]], axis=1
+        )
+        rows.append((scorer, "all", "top_reason_in_signature", float(all_hits.mean())))
+    return pd.DataFrame(rows, columns=["scorer", "anomaly_type", "metric", "value"])
+
+
+def common_reasons(reasons: Iterable[Iterable[str]], top: int = 15) -> list[tuple[str, int]]:
+    """The most frequent reasons among alerts."""
+    return Counter(r for rs in reasons for r in rs).most_common(top)
 
 
 def ranking_summary(scores: pd.DataFrame, anomalies: pd.DataFrame) -> pd.DataFrame:
-    """Per anomaly type (and 'all'): how many injected/known anomalies were scored, how many rank in the top
-    1% and 5% of all users, and ROC-AUC / PR-AUC of the type against users not known as anomalous.
-
-    scores: user_id, score. anomalies: user_id, anomaly_type (every other scored user counts as normal).
-    """
-    ranked = scores[["user_id", "score"]].copy()
-    ranked["rank_share"] = ranked["score"].rank(ascending=False, method="first") / len(ranked)
-    ranked = ranked.merge(
-        anomalies[["user_id", "anomaly_type"]].drop_duplicates("user_id"), on="user_id", how="left"
-    )
-    normal = ranked["anomaly_type"].isna()
+    """Per anomaly type (and 'all'): how many known anomalies were scored, how many rank in the top 1% and
+    5% of all users, and ROC-AUC / PR-AUC against users not known as anomalous."""
+    frame = join_truth(scores[["user_id", "score"]], anomalies)
+    frame["rank_share"] = frame["score"].rank(ascending=False, method="first") / len(frame)
+    normal = frame["anomaly_type"].isna()
     rows = []
-    groups = [("all", ~normal)] + [
-        (t, ranked["anomaly_type"] == t) for t in sorted(anomalies["anomaly_type"].dropna().unique())
-    ]
-    for name, is_type in groups:
-        subset = ranked[is_type]
-        row = {
-            "anomaly_type": name,
-            "known": int((anomalies["anomaly_type"] == name).sum()) if name != "all" else len(anomalies),
-            "scored": len(subset),
-        }
+    for name, positive in _groups(frame):
+        if name == "subtle":
+            continue
+        known = len(anomalies) if name == "all" else int((anomalies["anomaly_type"] == name).sum())
+        row = {"anomaly_type": name, "known": known, "scored": int(positive.sum())}
         for share in TOP_SHARES:
-            row[f"top_{share:.0%}"] = int((subset["rank_share"] <= share).sum())
-            row[f"recall_top_{share:.0%}"] = (
-                float((subset["rank_share"] <= share).mean()) if len(subset) else np.nan
-            )
-        both = ranked[is_type | normal]
-        y = (~both["anomaly_type"].isna()).astype(int)
+            inside = frame.loc[positive, "rank_share"] <= share
+            row[f"top_{share:.0%}"] = int(inside.sum())
+            row[f"recall_top_{share:.0%}"] = float(inside.mean()) if positive.any() else np.nan
+        y = positive[positive | normal].astype(int)
         if y.nunique() == 2:
-            row["roc_auc"] = float(roc_auc_score(y, both["score"]))
-            row["pr_auc"] = float(average_precision_score(y, both["score"]))
+            row["roc_auc"] = float(roc_auc_score(y, frame.loc[positive | normal, "score"]))
+            row["pr_auc"] = float(average_precision_score(y, frame.loc[positive | normal, "score"]))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def format_table(frame: pd.DataFrame, floats: str = "{:.3f}") -> str:
+def metric_table(
+    metrics: pd.DataFrame, metric_names: Iterable[str], anomaly_type: str = "all"
+) -> pd.DataFrame:
+    """Wide table: one row per scorer, one column per metric, for one anomaly type."""
+    chosen = metrics[(metrics["anomaly_type"] == anomaly_type) & metrics["metric"].isin(list(metric_names))]
+    return chosen.pivot_table(index="scorer", columns="metric", values="value", sort=False)[
+        list(metric_names)
+    ]
+
+
+def format_table(frame: pd.DataFrame, floats: str = "{:.3f}", index: bool = False) -> str:
     """A plain-text table for logs and terminals."""
     shown = frame.copy()
     for column in shown.columns:
         if shown[column].dtype.kind == "f":
             shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else floats.format(v))
-    return shown.to_string(index=False)
+    return shown.to_string(index=index)

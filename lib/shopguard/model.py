@@ -32,8 +32,8 @@ from keras import layers, ops  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["autoencoder", "classifier"]
-MODES: tuple[str, ...] = ("autoencoder", "classifier")
+Mode = Literal["autoencoder", "semi_supervised", "classifier"]
+MODES: tuple[str, ...] = ("autoencoder", "semi_supervised", "classifier")
 
 # Percentile grid stored with a model to turn scores into percentiles of the training distribution:
 # 0.1% steps, and 0.01% steps in the top percent where alerts live.
@@ -63,6 +63,39 @@ class Clip(layers.Layer):
         return {**super().get_config(), "limit": self.limit}
 
 
+@keras.saving.register_keras_serializable(package="shopguard")
+class ResidualLogisticHead(layers.Layer):
+    """The semi-supervised head: a logistic regression on the autoencoder's residuals, fitted on the few
+    labelled users. Inputs: residuals (rows x features). Output: P(anomalous) in column 0, then each
+    feature's contribution to the logit (for reasons). Weights are fixed: they come from scikit-learn."""
+
+    def __init__(self, coef, intercept: float, mean, scale, epsilon: float = 1e-2, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.coef = [float(v) for v in coef]
+        self.intercept = float(intercept)
+        self.mean = [float(v) for v in mean]
+        self.scale = [float(v) for v in scale]
+        self.epsilon = float(epsilon)
+
+    def call(self, residuals):
+        squared = residuals * residuals
+        inputs = ops.concatenate(
+            [
+                ops.log(squared + self.epsilon),
+                ops.log(ops.mean(squared, axis=1, keepdims=True) + self.epsilon),
+            ],
+            axis=1,
+        )
+        contributions = (inputs - ops.convert_to_tensor(self.mean)) / ops.convert_to_tensor(self.scale)
+        contributions = contributions * ops.convert_to_tensor(self.coef)
+        logit = ops.sum(contributions, axis=1, keepdims=True) + self.intercept
+        return ops.concatenate([ops.sigmoid(logit), contributions[:, :-1]], axis=1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "coef": self.coef, "intercept": self.intercept, "mean": self.mean,
+                "scale": self.scale, "epsilon": self.epsilon}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class TrainingParams:
     """Plain values that shape training; the train job builds them from the `model:` settings."""
@@ -77,15 +110,28 @@ class TrainingParams:
     validation_fraction: float = 0.2
     early_stopping_patience: int = 4
     trim_share: float = 0.05
+    # semi_supervised and classifier: unlabelled users sampled as presumed normal, and their weight.
+    unlabelled_sample: int = 2000
+    unlabelled_weight: float = 0.3
+    # semi_supervised: inverse strength of the head's L2 penalty (scikit-learn's C); few labels need a strong one.
+    semi_c: float = 0.01
+    # classifier: regularisation for a few hundred labels
+    classifier_dropout: float = 0.3
+    classifier_l2: float = 1e-3
     seed: int = 42
-    alert_percentile: float = 99.0
-    block_percentile: float = 99.9
+    threshold_method: Literal["budget", "precision"] = "budget"
+    alert_budget: float = 0.01
+    block_budget: float = 0.001
+    alert_precision: float = 0.8
+    block_precision: float = 0.95
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if not 0 < self.alert_percentile <= self.block_percentile < 100:
-            raise ValueError("expected 0 < alert_percentile <= block_percentile < 100")
+        if not 0 < self.block_budget <= self.alert_budget < 1:
+            raise ValueError("expected 0 < block_budget <= alert_budget < 1")
+        if not 0 < self.alert_precision <= self.block_precision <= 1:
+            raise ValueError("expected 0 < alert_precision <= block_precision <= 1")
 
 
 @dataclass
@@ -161,33 +207,47 @@ def build_classifier(x_train: np.ndarray, params: TrainingParams) -> keras.Model
     """raw features -> P(anomalous)."""
     inputs = keras.Input(shape=(x_train.shape[1],), name="features")
     h, _ = _preprocessing(inputs, x_train)
+    penalty = keras.regularizers.L2(params.classifier_l2) if params.classifier_l2 else None
     for i, units in enumerate(params.hidden_units):
-        h = layers.Dense(units, activation="relu", name=f"hidden_{i}")(h)
-        if params.dropout:
-            h = layers.Dropout(params.dropout, name=f"dropout_{i}")(h)
-    probability = layers.Dense(1, activation="sigmoid", name="probability")(h)
+        h = layers.Dense(units, activation="relu", kernel_regularizer=penalty, name=f"hidden_{i}")(h)
+        if params.classifier_dropout:
+            h = layers.Dropout(params.classifier_dropout, name=f"dropout_{i}")(h)
+    probability = layers.Dense(1, activation="sigmoid", kernel_regularizer=penalty, name="probability")(h)
     return keras.Model(inputs, probability, name="shopguard_classifier")
 
 
 # --------------------------------------------------------------------------- scoring a batch
 
 
-def predict(model: keras.Model, x: np.ndarray, batch_rows: int = 8192) -> np.ndarray:
-    """Call the model on slices (much faster than model.predict on small batches) and return numpy."""
+def predict(model: keras.Model, x: np.ndarray, batch_rows: int = 8192) -> list[np.ndarray]:
+    """Call the model on slices (much faster than model.predict on small batches); numpy, one per output."""
     x = np.asarray(x, dtype=np.float32)
-    outputs = [
-        ops.convert_to_numpy(model(x[i : i + batch_rows], training=False))
-        for i in range(0, len(x), batch_rows)
-    ]
-    return np.concatenate(outputs) if outputs else np.zeros((0,) + tuple(model.output_shape[1:]), np.float32)
+    parts: list[list[np.ndarray]] = []
+    for i in range(0, max(len(x), 1), batch_rows):
+        out = model(x[i : i + batch_rows], training=False)
+        parts.append([ops.convert_to_numpy(o) for o in (out if isinstance(out, (list, tuple)) else [out])])
+    return [np.concatenate(outputs) for outputs in zip(*parts, strict=True)]
 
 
-def batch_scores(model: keras.Model, mode: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """(score per row, signed residuals per row and feature for the autoencoder, else None)."""
-    out = predict(model, x)
+@dataclass(frozen=True)
+class Explanation:
+    """Per row and feature: how much the feature drove the score, and whether it was high or low."""
+
+    weight: np.ndarray
+    high: np.ndarray
+
+
+def batch_scores(model: keras.Model, mode: str, x: np.ndarray) -> tuple[np.ndarray, Explanation | None]:
+    """Scores of a batch, with the explanation the model gives for free (None: the classifier's reasons
+    need occlusion, see `reasons`)."""
+    outputs = predict(model, x)
     if mode == "autoencoder":
-        return np.mean(out**2, axis=1).astype(np.float64), out
-    return out[:, 0].astype(np.float64), None
+        (residuals,) = outputs
+        return np.mean(residuals**2, axis=1).astype(np.float64), Explanation(residuals**2, residuals > 0)
+    if mode == "semi_supervised":
+        head, residuals = outputs
+        return head[:, 0].astype(np.float64), Explanation(head[:, 1:], residuals > 0)
+    return outputs[0][:, 0].astype(np.float64), None
 
 
 def reasons(
@@ -195,18 +255,21 @@ def reasons(
     mode: str,
     x: np.ndarray,
     scores: np.ndarray,
-    residuals: np.ndarray | None,
+    explanation: Explanation | None,
     feature_names: Sequence[str],
     reference_values: Sequence[float],
     n_reasons: int,
 ) -> list[list[str]]:
-    """The top features behind each score, as 'feature high' / 'feature low'."""
+    """The top features behind each score, as 'feature high' / 'feature low'.
+
+    autoencoder: the largest squared residuals, high when the user is above what the model expected;
+    semi_supervised: the largest contributions to the head's logit; classifier: occlusion, the drop in
+    score when one feature is put back to its training median."""
     if n_reasons == 0 or len(x) == 0:
         return [[] for _ in range(len(x))]
     reference = np.asarray(reference_values, dtype=np.float32)
-    if mode == "autoencoder":
-        contribution = residuals**2
-        direction = residuals > 0  # observed above what the model expected
+    if explanation is not None:
+        contribution, direction = explanation.weight, explanation.high
     else:
         contribution = np.empty_like(x, dtype=np.float64)
         for j in range(x.shape[1]):  # occlusion: put one feature back to its median
@@ -230,12 +293,24 @@ def percentile_of(scores: np.ndarray, reference_quantiles: dict[str, list[float]
 # --------------------------------------------------------------------------- training
 
 
-def validation_mask(user_ids: Sequence[str], fraction: float) -> np.ndarray:
-    """Split by user (a stable hash), so one user's snapshots never sit on both sides."""
+def user_share_mask(user_ids: Sequence[str], share: float, purpose: str) -> np.ndarray:
+    """A stable `share` of users, chosen by a hash of the user id salted with `purpose`, so one user's
+    snapshots always fall on the same side and different purposes pick independent users."""
+    salt = purpose.encode() + b":"
     buckets = np.fromiter(
-        (zlib.crc32(str(u).encode()) % 10_000 for u in user_ids), dtype=np.int64, count=len(user_ids)
+        (zlib.crc32(salt + str(u).encode()) % 10_000 for u in user_ids), dtype=np.int64, count=len(user_ids)
     )
-    return buckets < fraction * 10_000
+    return buckets < share * 10_000
+
+
+def validation_mask(user_ids: Sequence[str], fraction: float) -> np.ndarray:
+    """The validation split of training: by user."""
+    return user_share_mask(user_ids, fraction, "validation")
+
+
+def holdout_mask(user_ids: Sequence[str], share: float) -> np.ndarray:
+    """Users never trained on (model.holdout_share), kept for an honest evaluation."""
+    return user_share_mask(user_ids, share, "holdout")
 
 
 def train(
@@ -264,62 +339,41 @@ def train(
     if params.mode == "classifier":
         if labels is None or np.isnan(labels).all():
             raise ValueError("classifier mode needs labels; none are known for these snapshots")
-        known = ~np.isnan(labels)
-        y = labels.astype(np.float32)
-        if len(np.unique(y[known & ~is_val])) < 2:
+        if len(np.unique(labels[~np.isnan(labels) & ~is_val])) < 2:
             raise ValueError("classifier mode needs both labels 0 and 1 among the training users")
-        fit_rows, val_rows = known & ~is_val, known & is_val
-        positives = float(y[fit_rows].mean())
-        class_weight = {0: 0.5 / (1 - positives), 1: 0.5 / positives}  # balanced
-        model = build_classifier(x[fit_rows], params)
         started = time.perf_counter()
-        history = _fit(
-            model,
-            x[fit_rows],
-            y[fit_rows, None],
-            x[val_rows],
-            y[val_rows, None],
-            params,
-            "binary_crossentropy",
-            class_weight,
-            log_dir,
-        )
+        fit, y_fit, w_fit = labelled_and_presumed_normal(labels, ~is_val, params)
+        val, y_val, w_val = labelled_and_presumed_normal(labels, is_val, params)
+        fit_rows, val_rows = np.isin(np.arange(len(x)), fit), np.isin(np.arange(len(x)), val)
+        model = build_classifier(x[fit], params)
+        history = _fit(model, x[fit], y_fit[:, None], x[val], y_val[:, None], params, "binary_crossentropy",
+                       log_dir, sample_weight=(w_fit, w_val), batch_size=max(16, min(params.batch_size, len(fit) // 32)),
+                       start_from_epoch=10)  # fmt: skip
+        val_rows &= ~np.isnan(labels)  # label metrics on real labels only
     else:
         fit_rows, val_rows = ~is_val, is_val
-        zeros = np.zeros_like(x)  # the model outputs residuals; their best value is 0
         started = time.perf_counter()
-        model = build_autoencoder(x[fit_rows], params)
-        history = _fit(
-            model, x[fit_rows], zeros[fit_rows], x[val_rows], zeros[val_rows], params, "mse", None, None
-        )
-        if params.trim_share > 0:
-            # Robust refit: leave out the rows the first fit reconstructs worst (likely anomalies), so the
-            # model does not learn to reconstruct them too.
-            first, _ = batch_scores(model, params.mode, x)
-            fit_rows &= first <= np.quantile(first[fit_rows], 1 - params.trim_share)
-            model = build_autoencoder(x[fit_rows], params)
-            history = _fit(
-                model,
-                x[fit_rows],
-                zeros[fit_rows],
-                x[val_rows],
-                zeros[val_rows],
-                params,
-                "mse",
-                None,
-                log_dir,
-            )
+        if params.mode == "semi_supervised":
+            known = ~np.isnan(labels) if labels is not None else np.zeros(len(x), bool)
+            positives = known & fit_rows & (labels == 1)
+            if positives.sum() < 5 or (known & fit_rows & (labels == 0)).sum() < 5:
+                raise ValueError(
+                    "semi_supervised mode needs at least 5 anomalous and 5 normal labelled training users; "
+                    f"found {positives.sum()} and {(known & fit_rows & (labels == 0)).sum()}"
+                )
+            # The autoencoder learns normal behaviour from everyone not known to be anomalous...
+            model, history = _robust_autoencoder(x, fit_rows & ~positives, val_rows, params, log_dir)
+            # ...and a logistic head on its residuals learns from the few labels which deviations matter.
+            model = _with_logistic_head(model, x, labels, fit_rows, params)
+        else:
+            model, history = _robust_autoencoder(x, fit_rows, val_rows, params, log_dir)
     seconds = time.perf_counter() - started
     has_val = bool(val_rows.any())
 
     scores, _ = batch_scores(model, params.mode, x)
-    thresholds = {
-        # Exact quantiles of every training score (numpy on the driver, not approxQuantile).
-        "alert": float(np.quantile(scores, params.alert_percentile / 100)),
-        "block": float(np.quantile(scores, params.block_percentile / 100)),
-        "alert_percentile": params.alert_percentile,
-        "block_percentile": params.block_percentile,
-    }
+    thresholds = choose_thresholds(
+        scores, scores[val_rows], labels[val_rows] if labels is not None else None, params
+    )
     metrics = {name: float(values[-1]) for name, values in history.history.items()}
     metrics["epochs_run"] = float(len(history.history["loss"]))
     if labels is not None and has_val:
@@ -354,7 +408,100 @@ def train(
     )
 
 
-def _fit(model, x_fit, y_fit, x_val, y_val, params: TrainingParams, loss: str, class_weight, log_dir):
+def _robust_autoencoder(x, fit_rows, val_rows, params: TrainingParams, log_dir):
+    """Fit, then refit without the `trim_share` rows the first fit reconstructs worst (likely anomalies),
+    so the model does not learn to reconstruct them too."""
+    zeros = np.zeros_like(x)  # the model outputs residuals; their best value is 0
+    model = build_autoencoder(x[fit_rows], params)
+    history = _fit(model, x[fit_rows], zeros[fit_rows], x[val_rows], zeros[val_rows], params, "mse",
+                   None if params.trim_share > 0 else log_dir)  # fmt: skip
+    if params.trim_share > 0:
+        first, _ = batch_scores(model, "autoencoder", x)
+        fit_rows = fit_rows & (first <= np.quantile(first[fit_rows], 1 - params.trim_share))
+        model = build_autoencoder(x[fit_rows], params)
+        history = _fit(
+            model, x[fit_rows], zeros[fit_rows], x[val_rows], zeros[val_rows], params, "mse", log_dir
+        )
+    return model, history
+
+
+def _with_logistic_head(autoencoder: keras.Model, x, labels, fit_rows, params: TrainingParams) -> keras.Model:
+    """autoencoder + a logistic regression on its residuals, fitted with scikit-learn on the labelled
+    training users and a sample of unlabelled ones taken as normal (positive-unlabelled learning)."""
+    from sklearn.linear_model import LogisticRegression
+
+    residuals = predict(autoencoder, x)[0]
+    squared = residuals**2
+    head_inputs = np.column_stack([np.log(squared + 1e-2), np.log(squared.mean(axis=1) + 1e-2)])
+    mean, scale = head_inputs[fit_rows].mean(axis=0), head_inputs[fit_rows].std(axis=0) + 1e-6
+    rows, y, weight = labelled_and_presumed_normal(labels, fit_rows, params)
+    head = LogisticRegression(C=params.semi_c, max_iter=5000)
+    head.fit((head_inputs[rows] - mean) / scale, y.astype(int), sample_weight=weight)
+    log.info("logistic head on %d labelled and presumed-normal users", len(rows))
+
+    inputs = autoencoder.input
+    residual = autoencoder.output
+    scored = ResidualLogisticHead(head.coef_[0], float(head.intercept_[0]), mean, scale, name="head")(
+        residual
+    )
+    return keras.Model(inputs, [scored, residual], name="shopguard_semi_supervised")
+
+
+def choose_thresholds(
+    scores: np.ndarray, val_scores: np.ndarray, val_labels: np.ndarray | None, params: TrainingParams
+) -> dict[str, Any]:
+    """Alert and block thresholds: by budget, the exact quantiles of all training scores (numpy on the
+    driver, not approxQuantile) that alert the top `alert_budget` and block the top `block_budget` of users;
+    by precision, the lowest thresholds that reach the target precisions on the labelled validation users
+    (falling back to the budget where too few labels allow it)."""
+    by_budget = {
+        "alert": float(np.quantile(scores, 1 - params.alert_budget)),
+        "block": float(np.quantile(scores, 1 - params.block_budget)),
+    }
+    chosen: dict[str, Any] = {**by_budget, "method": "budget", "alert_budget": params.alert_budget,
+                              "block_budget": params.block_budget}  # fmt: skip
+    if params.threshold_method == "precision":
+        from sklearn.metrics import precision_recall_curve
+
+        known = ~np.isnan(val_labels) if val_labels is not None else np.zeros(len(val_scores), bool)
+        y = val_labels[known] if val_labels is not None else np.array([])
+        if known.sum() < 20 or y.sum() < 5 or y.sum() == len(y):
+            log.warning("too few labelled validation users for precision thresholds; using the budgets")
+            chosen["method"] = "budget (precision asked, too few labels)"
+        else:
+            precision, _, cuts = precision_recall_curve(y, val_scores[known])
+            for name, target in (("alert", params.alert_precision), ("block", params.block_precision)):
+                reached = np.flatnonzero(precision[:-1] >= target)
+                chosen[name] = float(cuts[reached[0]]) if len(reached) else float(cuts[-1])
+            chosen["block"] = max(chosen["block"], chosen["alert"])
+            chosen.update(method="precision", alert_precision=params.alert_precision,
+                          block_precision=params.block_precision)  # fmt: skip
+    # The share of training users each threshold would have flagged: tomorrow's expected alert volume.
+    chosen["expected_alert_share"] = float((scores >= chosen["alert"]).mean())
+    chosen["expected_block_share"] = float((scores >= chosen["block"]).mean())
+    return chosen
+
+
+def labelled_and_presumed_normal(labels: np.ndarray, rows: np.ndarray, params: TrainingParams):
+    """Rows to learn from when labels are few: the labelled ones among `rows`, plus a sample of the
+    unlabelled ones taken as normal at a low weight (most users are normal: positive-unlabelled learning).
+    Weights balance the two classes. Returns (row indices, targets, weights)."""
+    known = np.flatnonzero(rows & ~np.isnan(labels))
+    unlabelled = np.flatnonzero(rows & np.isnan(labels))
+    rng = np.random.default_rng(params.seed)
+    sample = rng.choice(unlabelled, size=min(params.unlabelled_sample, len(unlabelled)), replace=False)
+    index = np.concatenate([known, sample])
+    y = np.concatenate([labels[known], np.zeros(len(sample))]).astype(np.float32)
+    weight = np.concatenate([np.ones(len(known)), np.full(len(sample), params.unlabelled_weight)])
+    for target in (0.0, 1.0):  # each class carries half of the total weight
+        chosen = y == target
+        if chosen.any():
+            weight[chosen] *= 0.5 * weight.sum() / weight[chosen].sum()
+    return index, y, weight.astype(np.float32)
+
+
+def _fit(model, x_fit, y_fit, x_val, y_val, params: TrainingParams, loss: str, log_dir, sample_weight=None,
+         batch_size: int | None = None, start_from_epoch: int = 0):  # fmt: skip
     keras.utils.set_random_seed(params.seed)
     model.compile(optimizer=keras.optimizers.Adam(params.learning_rate), loss=loss)
     callbacks: list[keras.callbacks.Callback] = []
@@ -362,18 +509,25 @@ def _fit(model, x_fit, y_fit, x_val, y_val, params: TrainingParams, loss: str, c
     if has_val and params.early_stopping_patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=params.early_stopping_patience, restore_best_weights=True
+                monitor="val_loss",
+                patience=params.early_stopping_patience,
+                restore_best_weights=True,
+                start_from_epoch=start_from_epoch,
             )
         )
     if log_dir and keras.backend.backend() == "tensorflow":
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, histogram_freq=0, write_graph=False))
+    fit_weight, val_weight = sample_weight if sample_weight is not None else (None, None)
+    validation = None
+    if has_val:
+        validation = (x_val, y_val, val_weight) if val_weight is not None else (x_val, y_val)
     return model.fit(
         x_fit,
         y_fit,
-        validation_data=(x_val, y_val) if has_val else None,
+        sample_weight=fit_weight,
+        validation_data=validation,
         epochs=params.epochs,
-        batch_size=params.batch_size,
-        class_weight=class_weight,
+        batch_size=batch_size or params.batch_size,
         callbacks=callbacks,
         shuffle=True,
         verbose=0,

@@ -95,6 +95,19 @@ SCORES = T.StructType(
     ]
 )
 
+EVALUATIONS = T.StructType(
+    [
+        T.StructField("run_id", T.StringType()),
+        T.StructField("evaluated_at", T.TimestampType()),
+        T.StructField("truth_source", T.StringType()),
+        T.StructField("anomaly_type", T.StringType()),
+        T.StructField("metric", T.StringType()),
+        T.StructField("value", T.DoubleType()),
+        T.StructField("snapshot_date", T.DateType()),
+        T.StructField("model_version", T.StringType()),
+    ]
+)
+
 # Partition column of each table shopguard writes.
 PARTITION_COLUMNS: dict[str, str] = {
     "clicks": "event_date",

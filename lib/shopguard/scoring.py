@@ -123,7 +123,7 @@ def score_frame(pdf: pd.DataFrame, plan: ScoringPlan, scored_at: datetime, score
 
     model = _worker_model(plan)
     x = pdf[list(plan.feature_names)].to_numpy(dtype=np.float32)
-    scores, residuals = batch_scores(model, plan.mode, x)
+    scores, explanation = batch_scores(model, plan.mode, x)
     action = np.where(
         scores >= plan.block_threshold, "block", np.where(scores >= plan.alert_threshold, "alert", "pass")
     )
@@ -139,7 +139,7 @@ def score_frame(pdf: pd.DataFrame, plan: ScoringPlan, scored_at: datetime, score
                 plan.mode,
                 x,
                 scores,
-                residuals,
+                explanation,
                 plan.feature_names,
                 plan.reference_values,
                 plan.n_reasons,

@@ -361,6 +361,16 @@ def _spark_uri(uri: str) -> str:
     return "s3a://" + uri[len("s3://") :] if uri.startswith("s3://") else uri
 
 
+def _file_for_spark(table_uri: str, relative: str) -> str:
+    """A data file as Spark's Hadoop paths need it: a local file as a plain path (taken literally), a
+    remote one as a URI with any literal '%' encoded (Hadoop decodes URIs)."""
+    if "://" in relative:  # absolute paths are allowed in the log (e.g. shallow clones)
+        return _spark_uri(relative)
+    if table_uri.startswith("file://"):
+        return f"{table_uri[len('file://') :].rstrip('/')}/{relative}"
+    return _spark_uri(f"{table_uri.rstrip('/')}/{relative.replace('%', '%25')}")
+
+
 class DeltaRsStorage(DeltaStorage):
     """Spark moves the data; delta-rs keeps the log. Works with no JVM Delta at all."""
 
@@ -410,9 +420,10 @@ class DeltaRsStorage(DeltaStorage):
         if actions.num_rows == 0:
             return self.spark.createDataFrame([], schema)
 
-        root = table.table_uri.rstrip("/")
-        paths = actions["path"].to_pylist()
-        uris = [_spark_uri(p if "://" in p else f"{root}/{p}") for p in paths]
+        # The log holds URI-encoded paths; the names on disk are their decoded form (Hive escapes a ':' in a
+        # partition value as '%3A' on disk, which the log writes '%253A').
+        paths = [unquote(p) for p in actions["path"].to_pylist()]
+        uris = [_file_for_spark(table.table_uri, p) for p in paths]
         data_schema = T.StructType([f for f in schema.fields if f.name not in partition_columns])
         data = self.spark.read.schema(data_schema).parquet(*uris)
         if not partition_columns:

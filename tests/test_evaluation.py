@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from shopguard.evaluation import (
+    feature_of_reason,
+    join_truth,
+    quality_metrics,
+    ranking_summary,
+    reason_signature_rate,
+)
+
+SCORES = pd.DataFrame(
+    {
+        "user_id": [f"u{i}" for i in range(10)],
+        "score": [0.9, 0.8, 0.1, 0.2, 0.3, 0.05, 0.4, 0.15, 0.25, 0.7],
+        "is_anomaly": [True, True] + [False] * 7 + [True],
+        "action": ["block", "alert"] + ["pass"] * 7 + ["alert"],
+        "reasons": [["login_failures_1d high"], ["amount_max_7d high"]] + [[]] * 7 + [["events_1d high"]],
+    }
+)
+TRUTH = pd.DataFrame(
+    {
+        "user_id": ["u0", "u1", "u2"],
+        "anomaly_type": ["account_takeover", "account_takeover", "brushing"],
+        "subtle": [False, False, True],
+    }
+)
+
+
+def value(metrics, anomaly_type, metric):
+    return metrics.set_index(["anomaly_type", "metric"]).loc[(anomaly_type, metric), "value"]
+
+
+def test_quality_metrics_per_type_budget_and_threshold():
+    metrics = quality_metrics(join_truth(SCORES, TRUTH), "m", budgets=(0.2,))
+    assert value(metrics, "account_takeover", "roc_auc") == 1.0  # both above every normal user
+    assert value(metrics, "brushing", "roc_auc") == pytest.approx(1 / 7)  # below 6 of the 7 normal users
+    # the top 20% (2 users) are u0 and u1: both anomalous, 2 of the 3 anomalies
+    assert value(metrics, "all", "precision@budget_0.2") == 1.0
+    assert value(metrics, "all", "recall@budget_0.2") == pytest.approx(2 / 3)
+    # alerts: u0, u1 and the normal u9
+    assert value(metrics, "all", "precision@threshold_alert") == pytest.approx(2 / 3)
+    assert value(metrics, "all", "recall@threshold_block") == pytest.approx(1 / 3)
+    assert value(metrics, "subtle", "positives") == 1
+
+
+def test_top_reasons_are_checked_against_the_signature_of_the_type():
+    rates = reason_signature_rate(join_truth(SCORES, TRUTH), "m").set_index("anomaly_type")["value"]
+    assert rates["account_takeover"] == 1.0  # login failures and the amount are takeover signatures
+    assert "brushing" not in rates  # u2 has no reasons
+    assert feature_of_reason("login_failure_rate_7d high") == "login_failure_rate"
+    assert feature_of_reason("account_age_days low") == "account_age_days"
+
+
+def test_ranking_summary_counts_known_anomalies_in_the_top_shares():
+    many = pd.concat([SCORES, pd.DataFrame({"user_id": [f"n{i}" for i in range(90)], "score": 0.0})])
+    summary = ranking_summary(many, TRUTH).set_index("anomaly_type")
+    assert summary.loc["all", "known"] == 3 and summary.loc["all", "scored"] == 3
+    assert summary.loc["account_takeover", "top_1%"] == 1 and summary.loc["account_takeover", "top_5%"] == 2
+    assert summary.loc["brushing", "top_5%"] == 0 and summary.loc["account_takeover", "roc_auc"] == 1.0
