@@ -36,11 +36,15 @@ def job(name: str):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--users", type=int, default=50_000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--root", default=str(ROOT / "data" / "bench-quality"))
-    parser.add_argument("--reuse", action="store_true", help="keep generated data and features of an earlier run")
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep generated data and features of an earlier run"
+    )
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
 
@@ -93,13 +97,19 @@ def _print_table(spark, root: str, report: Path, timings: dict[str, float]) -> N
 
     rows = DeltaRsStorage(spark).read(f"{root}/evaluations", where=[("snapshot_date", "=", DAY)]).toPandas()
     rows = rows[rows.run_id == rows.sort_values("evaluated_at").run_id.iloc[-1]]  # this run's evaluation
-    name = {v: v.split("-")[1] if "-" in v and not v.startswith("baseline") else v for v in rows.model_version}
+    name = {
+        v: v.split("-")[1] if "-" in v and not v.startswith("baseline") else v for v in rows.model_version
+    }
     rows["scorer"] = rows.model_version.map(name)
     overall = rows[rows.anomaly_type == "all"].pivot_table(index="scorer", columns="metric", values="value")
     table = overall[["roc_auc", "pr_auc", "recall@budget_0.01"]].copy()
-    recall = rows[rows.metric == "recall@budget_0.01"].pivot_table(index="scorer", columns="anomaly_type", values="value")
+    recall = rows[rows.metric == "recall@budget_0.01"].pivot_table(
+        index="scorer", columns="anomaly_type", values="value"
+    )
     table = table.join(recall.drop(columns=["all"], errors="ignore").add_prefix("recall@1% "))
-    signature = rows[(rows.metric == "top_reason_in_signature") & (rows.anomaly_type == "all")].set_index("scorer")
+    signature = rows[(rows.metric == "top_reason_in_signature") & (rows.anomaly_type == "all")].set_index(
+        "scorer"
+    )
     table["top reason in signature"] = signature["value"]
     print("\nshopguard quality benchmark (held-out users, against the generator's truth)\n")
     print(format_table(table.reset_index()))
@@ -108,7 +118,8 @@ def _print_table(spark, root: str, report: Path, timings: dict[str, float]) -> N
         "autoencoder ROC-AUC >= 0.95": overall.loc["autoencoder", "roc_auc"] >= 0.95,
         "autoencoder PR-AUC > IsolationForest": pr["autoencoder"] > pr["baseline:isolation_forest"],
         "semi-supervised PR-AUC > autoencoder": pr["semi_supervised"] > pr["autoencoder"],
-        "classifier PR-AUC >= gradient boosting - 0.02": pr["classifier"] >= pr.get("baseline:gradient_boosting", 0) - 0.02,
+        "classifier PR-AUC >= gradient boosting - 0.02": pr["classifier"]
+        >= pr.get("baseline:gradient_boosting", 0) - 0.02,
     }
     print("\n" + "\n".join(f"{'PASS' if ok else 'FAIL'}  {check}" for check, ok in checks.items()))
     print(f"\nreport: {report}\ntimings (s): {json.dumps({k: round(v) for k, v in timings.items()})}\n")
