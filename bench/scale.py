@@ -33,8 +33,14 @@ def run(users: int, days: int, root: Path) -> dict[str, float]:
     from deltalake import DeltaTable
 
     shutil.rmtree(root, ignore_errors=True)
-    settings = ["--set", f"tables.root={root}", "--set", f"generate.users={users}", "--set", f"generate.days={days}",
-                "--set", "spark.conf.spark.sql.shuffle.partitions=32"]  # fmt: skip
+    settings = [
+        "--set",
+        f"tables.root={root}",
+        "--set",
+        f"generate.users={users}",
+        "--set",
+        f"generate.days={days}",
+    ]
     started = time.perf_counter()
     job("generate")(["--end-date", DAY, *settings])
     generated = time.perf_counter() - started
@@ -57,13 +63,13 @@ def main() -> None:
     parser.add_argument("--root", default=str(ROOT / "data" / "bench-scale"))
     args = parser.parse_args()
 
-    from shopguard.config import SparkSettings
+    from shopguard.config import load_settings
     from shopguard.runtime import build_spark, configure_logging
 
     configure_logging()
-    spark = build_spark(
-        SparkSettings(master="local[*,4]", conf={"spark.driver.memory": "12g"}), "shopguard-bench-scale"
-    )
+    # The session the jobs would build from conf/ (they reuse this one), with room for ten million rows.
+    overrides = ["spark.conf.spark.driver.memory=12g", "spark.conf.spark.sql.shuffle.partitions=16"]
+    spark = build_spark(load_settings(overrides=overrides).spark, "shopguard-bench-scale")
     reference = run(args.reference, args.days, Path(args.root) / "reference")
     large = run(args.users, args.days, Path(args.root) / "large")
     spark.stop()

@@ -36,23 +36,10 @@ def main(argv: list[str] | None = None) -> None:
     snapshot = args.date
     v, f, tables = settings.validation, settings.features, settings.tables
     rules = Rules(
-        now=datetime.now(UTC),
-        max_future_minutes=v.max_future_minutes,
-        min_event_date=v.min_event_date,
-        max_string_length=v.max_string_length,
-        rating_min=v.rating_min,
-        rating_max=v.rating_max,
-        max_amount=v.max_amount,
-        max_quantity=v.max_quantity,
-        currencies=tuple(v.currency_rates),
+        now=datetime.now(UTC), currencies=tuple(v.currency_rates), **v.model_dump(exclude={"currency_rates"})
     )
     spec = FeatureSpec(
-        windows_days=tuple(f.windows_days),
-        lifetime_days=f.lifetime_days,
-        night_start_hour=f.night_start_hour,
-        night_end_hour=f.night_end_hour,
-        fast_gap_seconds=f.fast_gap_seconds,
-        short_dwell_ms=f.short_dwell_ms,
+        **{**f.model_dump(), "windows_days": tuple(f.windows_days)},
         rating_min=v.rating_min,
         rating_max=v.rating_max,
         currency_rates=dict(v.currency_rates),
@@ -62,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
 
     with spark_job("features", settings) as (spark, storage, run):
         # extract: the partitions the windows need, at pinned versions
-        inputs, valid, quarantined, counts = {}, {}, [], {}
+        inputs, valid, quarantined, counts, cached = {}, {}, [], {}, []
         for table in ("clicks", "transactions"):
             path = tables.path(table)
             if not storage.exists(path):
@@ -85,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
             checked = checked.persist()
             read, n_quarantined = checked.counts()
             valid[table] = checked.valid.transform(deduplicate(table)).persist(StorageLevel.MEMORY_AND_DISK)
+            cached += [checked.flagged, valid[table]]
             used = valid[table].count()
             quarantined.append(checked.quarantined)
             counts[table] = {
@@ -147,6 +135,8 @@ def main(argv: list[str] | None = None) -> None:
             tables.path("features"),
             version,
         )
+        for frame in [*cached, features]:  # the session may outlive the job (an orchestrator's)
+            frame.unpersist()
 
 
 if __name__ == "__main__":

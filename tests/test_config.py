@@ -42,7 +42,10 @@ def test_a_conf_file_layers_over_the_profile(tmp_path):
     [
         ("model.epocs=3", r"model\.epocs: Extra inputs are not permitted"),
         ("model.epochs=many", r"model\.epochs: Input should be a valid integer.*'many'"),
-        ("model.mode=forest", r"model\.mode: Input should be 'autoencoder', 'semi_supervised' or 'classifier'"),
+        (
+            "model.mode=forest",
+            r"model\.mode: Input should be 'autoencoder', 'semi_supervised' or 'classifier'",
+        ),
         ("columns.clicks={who: customer}", r"unknown canonical column\(s\) \['who'\]"),
         ("features.windows_days=[7, 120]", r"lifetime_days \(90\) must be >= the longest window \(120\)"),
         ("no-equals-sign", "must look like section.key=value"),
