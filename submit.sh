@@ -39,6 +39,13 @@ need_venv() {
   export SPARK_CONF_DIR="${SPARK_CONF_DIR:-$ROOT/conf/spark}"  # log4j2.properties: Spark logs warnings only
 }
 
+pip_install() {
+  # Quiet, but a failure stops setup with pip's own output.
+  local out
+  out="$("$PY" -m pip install --quiet "$@" 2>&1)" || { echo "$out" >&2; die "pip install $* failed"; }
+  [[ -z "$out" ]] || echo "$out" | grep -v "^WARNING: Location" || true
+}
+
 install_chromium() {
   # The evaluation report is checked in a real browser by the tests (Debian's chromium package).
   if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then return; fi
@@ -77,8 +84,8 @@ case "${1:-help}" in
     command -v python3 >/dev/null || die "python3 not found; install Python 3.11"
     python3 -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))' || die "Python 3.11 or newer needed, found $(python3 --version)"
     [[ -x "$PY" ]] || python3 -m venv "$VENV"
-    "$PY" -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-    "$PY" -m pip install --quiet -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+    pip_install --upgrade pip
+    pip_install -e ".[dev]"
     install_chromium
     TF_CPP_MIN_LOG_LEVEL=3 "$PY" -c 'import pyspark, deltalake, keras, shopguard; print(f"pyspark {pyspark.__version__}, deltalake {deltalake.__version__}, keras {keras.__version__}: ready")'
     ;;
