@@ -37,6 +37,8 @@ need_venv() {
   export KERAS_BACKEND="${KERAS_BACKEND:-tensorflow}" TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
   unset SPARK_HOME  # use the Spark that pyspark ships, whatever else is on the machine
   export SPARK_CONF_DIR="${SPARK_CONF_DIR:-$ROOT/conf/spark}"  # log4j2.properties: Spark logs warnings only
+  # The jobs find conf/ here, also when the driver imports the package from the zip given to --py-files.
+  export SHOPGUARD_CONF_DIR="${SHOPGUARD_CONF_DIR:-$ROOT/conf}"
 }
 
 pip_install() {

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
-from shopguard.config import ConfigError, load_settings, parse_override
+from shopguard.config import DEFAULT_CONF_DIR, ConfigError, load_settings, parse_override
 from shopguard.runtime import REQUIRED_SPARK_CONF, submit_args
 
 
@@ -69,3 +71,18 @@ def test_spark_submit_gets_master_and_settings_from_the_configuration():
     pairs = {options[i + 1] for i, o in enumerate(options) if o == "--conf"}
     assert "spark.executor.memory=3g" in pairs
     assert all(f"{k}={v}" in pairs for k, v in REQUIRED_SPARK_CONF.items())
+
+
+def test_a_folder_without_configuration_is_refused_by_name(tmp_path):
+    with pytest.raises(ConfigError, match=rf"no configuration at {tmp_path}: expected base/ and profiles/"):
+        load_settings("local", conf_dir=tmp_path)
+
+
+def test_the_configuration_folder_comes_from_the_environment_when_the_package_lives_elsewhere(
+    tmp_path, monkeypatch
+):
+    conf = tmp_path / "conf"
+    shutil.copytree(DEFAULT_CONF_DIR, conf, ignore=shutil.ignore_patterns("local"))
+    (conf / "profiles" / "staging.yml").write_text("spark: {master: 'spark://staging:7077'}\n")
+    monkeypatch.setenv("SHOPGUARD_CONF_DIR", str(conf))
+    assert submit_args(["--profile", "staging"])[:2] == ["--master", "spark://staging:7077"]

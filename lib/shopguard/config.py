@@ -239,6 +239,7 @@ class EvaluationSettings(_Section):
 
 class Settings(_Section):
     profile: str = "local"
+    conf_dir: Path = DEFAULT_CONF_DIR  # where the layers were read from; secrets must live elsewhere
     spark: SparkSettings = Field(default_factory=SparkSettings)
     tables: TableSettings = Field(default_factory=TableSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
@@ -304,7 +305,12 @@ def load_settings(
     conf_dir: Path | str = DEFAULT_CONF_DIR,
 ) -> Settings:
     """Merge the configuration layers and validate them into `Settings`."""
-    conf_dir = Path(conf_dir)
+    conf_dir = Path(conf_dir).resolve()
+    if not (conf_dir / "base").is_dir():
+        raise ConfigError(
+            f"no configuration at {conf_dir}: expected base/ and profiles/ there "
+            "(set --conf-dir or $SHOPGUARD_CONF_DIR to the repository's conf/ folder)"
+        )
     layers: list[Path] = sorted((conf_dir / "base").glob("*.yml"))
     profile_file = conf_dir / "profiles" / f"{profile}.yml"
     if not profile_file.exists():
@@ -324,6 +330,7 @@ def load_settings(
     for text in overrides:
         merged = deep_merge(merged, parse_override(text))
     merged["profile"] = profile
+    merged["conf_dir"] = conf_dir
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:

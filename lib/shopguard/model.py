@@ -333,7 +333,7 @@ def train(
     keras.utils.set_random_seed(params.seed)
     x = x.astype(np.float32)
     device = training_device()
-    log.info("training a %s on %d rows x %d features on %s", params.mode, *x.shape, device)
+    log.info("training the %s model on %d rows x %d features on %s", params.mode, *x.shape, device)
 
     is_val = validation_mask(user_ids, params.validation_fraction)
     if params.mode == "classifier":

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
-from shopguard.config import ConfigError, Settings, SparkSettings, load_settings
+from shopguard.config import DEFAULT_CONF_DIR, ConfigError, Settings, SparkSettings, load_settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -57,6 +57,11 @@ def job_arg_parser(description: str, *, needs_date: bool = False) -> argparse.Ar
         default=os.environ.get("SHOPGUARD_PROFILE", "local"),
         help="conf/profiles/<profile>.yml to use (default: local, or $SHOPGUARD_PROFILE)",
     )
+    parser.add_argument(
+        "--conf-dir",
+        default=os.environ.get("SHOPGUARD_CONF_DIR") or str(DEFAULT_CONF_DIR),
+        help="the configuration folder (default: the repository's conf/, or $SHOPGUARD_CONF_DIR)",
+    )
     parser.add_argument("--conf-file", action="append", default=[], help="extra YAML merged over conf/")
     parser.add_argument(
         "--set",
@@ -80,7 +85,9 @@ def settings_from_args(args: argparse.Namespace, **flags: object) -> Settings:
     if getattr(args, "master", None):
         overrides.append(f"spark.master={args.master}")
     overrides += [f"{key.replace('__', '.')}={value}" for key, value in flags.items() if value is not None]
-    return load_settings(profile=args.profile, conf_files=args.conf_file, overrides=overrides)
+    return load_settings(
+        profile=args.profile, conf_files=args.conf_file, overrides=overrides, conf_dir=args.conf_dir
+    )
 
 
 def configure_logging(level: str | int = "INFO") -> None:
@@ -197,10 +204,9 @@ def pseudonym_key(settings: Settings) -> bytes | None:
     """The pseudonymisation key when privacy.pseudonymise is on (from the environment or a secrets file)."""
     if not settings.privacy.pseudonymise:
         return None
-    from shopguard.config import DEFAULT_CONF_DIR
     from shopguard.privacy import load_key
 
-    return load_key(settings.privacy.key_env, settings.privacy.key_file, DEFAULT_CONF_DIR)
+    return load_key(settings.privacy.key_env, settings.privacy.key_file, settings.conf_dir)
 
 
 class JobError(RuntimeError):
