@@ -7,7 +7,8 @@
 #   ./submit.sh <job> [job args]           spark-submit jobs/<job>.py: generate features train score summary
 #                                          evaluate label maintenance
 #
-# Job args: --profile local|cluster, --conf-file FILE, --conf-dir DIR, --set section.key=value, --master URL, --date YYYY-MM-DD.
+# Job args: --profile local|cluster, --conf-file FILE, --conf-dir DIR, --set section.key=value, --master URL,
+# --date YYYY-MM-DD.
 # Spark's master and settings come from conf/ (see conf/base/shopguard.yml) and reach spark-submit too.
 set -euo pipefail
 
