@@ -108,7 +108,7 @@ case "${1:-help}" in
     submit summary --date "$date" "$@"
     ;;
   help|-h|--help)
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
     ;;
   *)
     submit "$@"
