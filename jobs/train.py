@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import numpy as np
 from pyspark.sql import functions as F
@@ -52,20 +52,16 @@ def main(argv: list[str] | None = None) -> None:
         if not storage.exists(features_path):
             raise JobError(f"no features table at {features_path}; run the features job first")
         features_version = storage.version(features_path)
-        all_features = storage.read(
-            features_path, version=features_version, where=[("snapshot_date", "<=", args.date)]
-        )
-        snapshots = [
-            r.snapshot_date
-            for r in all_features.select("snapshot_date")
-            .distinct()
-            .orderBy(F.desc("snapshot_date"))
-            .limit(m.training_snapshots)
-            .collect()
-        ]
+        available = {
+            date.fromisoformat(p["snapshot_date"])
+            for p in storage.partition_values(features_path, version=features_version)
+        }
+        snapshots = sorted((d for d in available if d <= args.date), reverse=True)[: m.training_snapshots]
         if not snapshots:
             raise JobError(f"no feature snapshot on or before {args.date} in {features_path}")
-        features = all_features.where(F.col("snapshot_date").isin(snapshots))
+        features = storage.read(
+            features_path, version=features_version, where=[("snapshot_date", "in", snapshots)]
+        )
         inputs = {
             "features": {
                 "path": features_path,

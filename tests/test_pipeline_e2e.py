@@ -4,11 +4,13 @@ runs it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import numpy as np
 import pytest
 from conftest import DAY, PSEUDONYM_KEY, SUBMIT_FAST, load_job, submit
+from pyspark.sql import functions as F
 from sklearn.metrics import roc_auc_score
 
 from shopguard import schemas
@@ -169,3 +171,29 @@ def test_verdicts_appended_by_analysts_reach_the_next_training_run(pipeline, tmp
               if p.name != old["model_version"]]  # fmt: skip
     assert new["inputs"]["labels"]["version"] == old["inputs"]["labels"]["version"] + 1
     assert new["training"]["labelled_rows"] == old["training"]["labelled_rows"] + len(fresh)
+
+
+def test_training_takes_the_latest_snapshots_up_to_its_date_and_never_a_later_one(
+    pipeline, storage, tmp_path
+):
+    run = pipeline.copy(tmp_path / "tables")
+    path, day = str(run.root / "features"), dt.date.fromisoformat(DAY)
+    snapshot = storage.read(path, where=[("snapshot_date", "=", day)])
+    for other in (day - dt.timedelta(days=1), day + dt.timedelta(days=1)):
+        storage.write(
+            snapshot.withColumn("snapshot_date", F.lit(other)),
+            path,
+            mode="overwrite",
+            partition_by=["snapshot_date"],
+            replace_where=[("snapshot_date", "=", other)],
+        )
+    before = {p.name for p in (run.root / "models").iterdir()}
+
+    load_job("train")(
+        ["--date", DAY, *run.settings, "--set", "model.training_snapshots=2", "--set", "model.epochs=2"]
+    )
+
+    (new,) = [json.loads((p / "metadata.json").read_text()) for p in (run.root / "models").iterdir()
+              if p.name not in before]  # fmt: skip
+    assert new["inputs"]["features"]["snapshots"] == [str(day - dt.timedelta(days=1)), DAY]
+    assert new["training"]["rows"] == 2 * snapshot.count()

@@ -86,6 +86,22 @@ def test_replacing_a_partition_is_one_commit_and_leaves_other_partitions(spark, 
     )
 
 
+def test_partition_values_come_from_the_log_of_the_version_asked(spark, storage, tmp_path):
+    path = str(tmp_path / "t")
+    storage.write(rows(spark, [("a", 1.0, AT, D1)]), path, mode="append", partition_by=["day"])
+    storage.write(rows(spark, [("b", 2.0, AT, D2)]), path, mode="append", partition_by=["day"])
+    storage.write(
+        rows(spark, [("c", 3.0, AT, D2)]),
+        path,
+        mode="overwrite",
+        partition_by=["day"],
+        replace_where=[("day", "in", [D1, D2])],
+    )
+
+    assert storage.partition_values(path) == [{"day": "2026-11-02"}]
+    assert storage.partition_values(path, version=1) == [{"day": "2026-11-01"}, {"day": "2026-11-02"}]
+
+
 def test_rows_outside_the_replaced_partition_are_refused_and_nothing_is_committed(spark, storage, tmp_path):
     path = str(tmp_path / "t")
     storage.write(rows(spark, [("a", 1.0, AT, D1)]), path, mode="append", partition_by=["day"])

@@ -92,6 +92,11 @@ class DeltaStorage(ABC):
         """Rows of the table (at `version`), partition columns included; `where` prunes partitions."""
 
     @abstractmethod
+    def partition_values(self, path: str, *, version: int | None = None) -> list[dict[str, str | None]]:
+        """The table's partitions (at `version`), values spelt as the Delta log holds them (strings).
+        Lets a job pick snapshots without scanning data."""
+
+    @abstractmethod
     def write(
         self,
         df: DataFrame,
@@ -314,6 +319,13 @@ class DeltaSparkStorage(DeltaStorage):
             df = df.where(_predicate_column(column, op, value))
         return df
 
+    def partition_values(self, path: str, *, version: int | None = None) -> list[dict[str, str | None]]:
+        columns = self.partition_columns(path)
+        if not columns:
+            return []
+        distinct = self.read(path, version=version).select(*[F.col(c).cast("string") for c in columns])
+        return [row.asDict() for row in distinct.distinct().collect()]
+
     def write(self, df, path, *, mode, partition_by=(), replace_where=None, commit_info=None) -> int:
         partition_by = _check_write(df, mode, partition_by, replace_where)
         write_id = uuid.uuid4().hex
@@ -451,6 +463,18 @@ class DeltaRsStorage(DeltaStorage):
         )
         joined = data.withColumn("_key", key).join(F.broadcast(values_df), on="_key", how="inner")
         return joined.select(*schema.fieldNames())
+
+    def partition_values(self, path: str, *, version: int | None = None) -> list[dict[str, str | None]]:
+        table = self._table(path, version)
+        columns = list(table.metadata().partition_columns)
+        if not columns:
+            return []
+        actions = pa.table(table.get_add_actions(flatten=True))
+        found = zip(*(actions[f"partition.{c}"].to_pylist() for c in columns), strict=True)
+        return [
+            {c: None if v is None else _partition_literal(v) for c, v in zip(columns, values, strict=True)}
+            for values in sorted(set(found), key=str)
+        ]
 
     def write(self, df, path, *, mode, partition_by=(), replace_where=None, commit_info=None) -> int:
         from deltalake import Schema
