@@ -29,8 +29,8 @@ from shopguard.evaluation import (
     reason_signature_rate,
 )
 from shopguard.features import feature_columns
-from shopguard.labels import attach_labels
-from shopguard.model import holdout_mask, user_share_mask
+from shopguard.labels import attach_labels, usable_verdicts
+from shopguard.model import feature_arrays, holdout_mask, user_share_mask
 from shopguard.privacy import pseudonymise
 from shopguard.registry import load_model
 from shopguard.report import ScorerResult, render
@@ -42,7 +42,6 @@ from shopguard.runtime import (
     settings_from_args,
     spark_job,
 )
-from shopguard.validation import normalise
 
 log = logging.getLogger("shopguard.evaluate")
 
@@ -79,22 +78,20 @@ def main(argv: list[str] | None = None) -> None:
             version = scores["model_version"].mode()[0]
             metadata = load_model(tables.path("models"), version).metadata
             models.append((version, scores, metadata))
-        truth = _ground_truth(storage, tables, e.against, key)
+        label_columns = settings.columns.mapping("labels")
+        truth = _ground_truth(storage, tables, e.against, label_columns, key)
         holdout = float(models[0][2].get("training", {}).get("holdout_share", 0.0))
 
         features = storage.read(tables.path("features"), where=[("snapshot_date", "=", day)])
         names = feature_columns(features.schema)
         if e.baselines and storage.exists(tables.path("labels")):
-            labels = storage.read(tables.path("labels")).transform(normalise("labels"))
+            labels = storage.read(tables.path("labels")).transform(usable_verdicts(label_columns))
             if key is not None:
                 labels = labels.transform(pseudonymise("labels", key))
-            features = attach_labels(features, labels.where("user_id IS NOT NULL AND label IN (0, 1)"))
+            features = attach_labels(features, labels)
         else:
             features = features.withColumn("label", F.lit(None).cast("int"))
-        table = features.select("user_id", "label", *names).toArrow()
-        users = np.asarray(table.column("user_id").to_pylist(), dtype=object)
-        x = np.column_stack([table.column(n).to_numpy() for n in names]).astype(np.float32)
-        known = table.column("label").to_pandas().astype("float64").to_numpy()
+        users, x, known = feature_arrays(features.select("user_id", "label", *names).toArrow(), names)
 
         # transform: who is evaluated, baselines, metrics
         evaluated = holdout_mask(users, holdout) if holdout > 0 else np.ones(len(users), bool)
@@ -149,7 +146,9 @@ def _table_path(tables, name: str) -> str:
     )
 
 
-def _ground_truth(storage, tables, against: str, key: bytes | None) -> pd.DataFrame:
+def _ground_truth(
+    storage, tables, against: str, label_columns: dict[str, str], key: bytes | None
+) -> pd.DataFrame:
     """user_id, anomaly_type (null: normal)[, subtle] of every user known to be anomalous."""
     if against == "truth":
         if not storage.exists(tables.path("truth")):
@@ -160,9 +159,7 @@ def _ground_truth(storage, tables, against: str, key: bytes | None) -> pd.DataFr
     else:
         if not storage.exists(tables.path("labels")):
             raise JobError(f"no labels table at {tables.path('labels')} to evaluate against")
-        labels = (
-            storage.read(tables.path("labels")).transform(normalise("labels")).where("user_id IS NOT NULL")
-        )
+        labels = storage.read(tables.path("labels")).transform(usable_verdicts(label_columns))
         latest = Window.partitionBy("user_id").orderBy(F.col("labelled_at").desc_nulls_last())
         known = (
             labels.withColumn("_n", F.row_number().over(latest))

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
 
     with spark_job("features", settings) as (spark, storage, run):
         # extract: the partitions the windows need, at pinned versions
-        inputs, valid, quarantined, counts, cached = {}, {}, [], {}, []
+        inputs, valid, validated, counts = {}, {}, [], {}
         for table in ("clicks", "transactions"):
             path = tables.path(table)
             if not storage.exists(path):
@@ -72,10 +72,9 @@ def main(argv: list[str] | None = None) -> None:
             checked = checked.persist()
             read, n_quarantined = checked.counts()
             valid[table] = checked.valid.transform(deduplicate(table)).persist(StorageLevel.MEMORY_AND_DISK)
-            cached += [checked.flagged, valid[table]]
+            validated.append(checked)
             used = valid[table].count()
-            quarantined.append(checked.quarantined)
-            counts[table] = {
+            c = counts[table] = {
                 "read": read,
                 "used": used,
                 "quarantined": n_quarantined,
@@ -85,17 +84,14 @@ def main(argv: list[str] | None = None) -> None:
                 "%s v%d: read %d = used %d + quarantined %d + duplicates %d",
                 table,
                 version,
-                read,
-                used,
-                n_quarantined,
-                read - n_quarantined - used,
+                *(c[k] for k in ("read", "used", "quarantined", "duplicates")),
             )
 
         features = build_user_features(valid["clicks"], valid["transactions"], snapshot, spec)
 
         # load: check both schemas first, so a mismatch writes nothing; then quarantine and features,
         # each one atomic commit replacing partition D
-        quarantine = quarantined[0].unionByName(quarantined[1])
+        quarantine = validated[0].quarantined.unionByName(validated[1].quarantined)
         storage.check_schema(quarantine, tables.path("quarantine"), ["snapshot_date", "source_table"])
         try:
             storage.check_schema(features, tables.path("features"), ["snapshot_date"])
@@ -115,6 +111,9 @@ def main(argv: list[str] | None = None) -> None:
             ],
             commit_info=run.commit_info(snapshot_date=snapshot.isoformat(), counts=counts),
         )
+        # Every row as read is not needed past the quarantine: free its cache for the features.
+        for checked in validated:
+            checked.flagged.unpersist()
         features = features.persist(StorageLevel.MEMORY_AND_DISK)
         users = features.count()
         version = storage.write(
@@ -135,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
             tables.path("features"),
             version,
         )
-        for frame in [*cached, features]:  # the session may outlive the job (an orchestrator's)
+        for frame in [*valid.values(), features]:  # the session may outlive the job (an orchestrator's)
             frame.unpersist()
 
 

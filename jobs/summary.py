@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from shopguard.evaluation import format_table, ranking_summary
+from shopguard.labels import usable_verdicts
 from shopguard.privacy import pseudonymise
 from shopguard.runtime import (
     JobError,
@@ -20,7 +21,6 @@ from shopguard.runtime import (
     settings_from_args,
     spark_job,
 )
-from shopguard.validation import normalise
 
 log = logging.getLogger("shopguard.summary")
 
@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> None:
         if storage.exists(tables.path("truth")):
             known, source = storage.read(tables.path("truth")), "truth"
         elif storage.exists(tables.path("labels")):
-            known = storage.read(tables.path("labels")).where("label = 1").transform(normalise("labels"))
+            verdicts = usable_verdicts(settings.columns.mapping("labels"))
+            known = storage.read(tables.path("labels")).transform(verdicts).where("label = 1")
             source = "labels"
         else:
             raise JobError("neither a truth nor a labels table to rank against")

@@ -12,12 +12,11 @@ import logging
 import tempfile
 from datetime import UTC, date, datetime
 
-import numpy as np
 from pyspark.sql import functions as F
 
 from shopguard.features import feature_columns, feature_fingerprint
 from shopguard.labels import attach_labels
-from shopguard.model import TrainingParams, holdout_mask, train
+from shopguard.model import TrainingParams, feature_arrays, holdout_mask, train
 from shopguard.privacy import pseudonymise
 from shopguard.registry import new_version, save_model
 from shopguard.runtime import (
@@ -112,13 +111,10 @@ def main(argv: list[str] | None = None) -> None:
 
         # The Spark -> driver handoff: Arrow batches, not rows.
         names = feature_columns(features.drop("label", "anomaly_type").schema)
-        table = features.select("user_id", "label", *names).toArrow()
-        x = np.column_stack([table.column(n).to_numpy() for n in names]).astype(np.float32)
-        labels = table.column("label").to_pandas().astype("float64").to_numpy()
-        user_ids = table.column("user_id").to_pylist()
+        user_ids, x, labels = feature_arrays(features.select("user_id", "label", *names).toArrow(), names)
         if m.holdout_share > 0:
             keep = ~holdout_mask(user_ids, m.holdout_share)
-            x, labels, user_ids = x[keep], labels[keep], [u for u, k in zip(user_ids, keep, strict=True) if k]
+            x, labels, user_ids = x[keep], labels[keep], user_ids[keep]
             log.info("holding out %.0f%% of users: training on %d rows", 100 * m.holdout_share, len(x))
 
         # transform: fit on the driver

@@ -3,9 +3,10 @@ from __future__ import annotations
 import datetime as dt
 
 from pyspark.sql import types as T
+from pyspark.testing import assertDataFrameEqual
 
 from shopguard import schemas
-from shopguard.labels import attach_labels
+from shopguard.labels import attach_labels, usable_verdicts
 
 FEATURES = T.StructType(
     [
@@ -44,3 +45,27 @@ def test_each_snapshot_sees_only_the_verdicts_given_before_its_cutoff(spark):
         ("u2", D1): (1, "brushing"),
         ("u3", D2): (None, None),
     }
+
+
+def test_readers_get_verdicts_in_shopguard_columns_with_unusable_rows_left_out(spark):
+    source = T.StructType(
+        [
+            T.StructField("customer", T.StringType()),
+            T.StructField("label", T.IntegerType()),
+            T.StructField("anomaly_type", T.StringType()),
+            T.StructField("labelled_at", T.TimestampType()),
+        ]
+    )
+    raw = spark.createDataFrame(
+        [
+            (" U1 ", 1, "Brushing", at(D1)),  # as an analyst typed it
+            ("u2", 0, None, at(D1)),
+            (None, 1, "brushing", at(D1)),  # no user
+            ("u3", 7, "brushing", at(D1)),  # not a label
+        ],
+        source,
+    )
+    got = raw.transform(usable_verdicts({"user_id": "customer"}))
+    assertDataFrameEqual(
+        got, spark.createDataFrame([("u1", 1, "brushing", at(D1)), ("u2", 0, None, at(D1))], schemas.LABELS)
+    )

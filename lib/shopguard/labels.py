@@ -5,6 +5,25 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from shopguard import schemas
+from shopguard.validation import conform, normalise
+
+
+def usable_verdicts(mapping: dict[str, str]):
+    """DataFrame -> DataFrame: a labels table in shopguard's columns (`columns.labels` maps them), ids
+    normalised, keeping the rows a reader can use: a user and a 0/1 label. Training validates labels and
+    quarantines the rest; jobs that only compare scores with labels read them through this, as train does."""
+
+    def transform(raw: DataFrame) -> DataFrame:
+        return (
+            conform(raw, "labels", mapping)
+            .transform(normalise("labels"))
+            .select(*schemas.LABELS.fieldNames())
+            .where("user_id IS NOT NULL AND label IN (0, 1)")
+        )
+
+    return transform
+
 
 def attach_labels(features: DataFrame, labels: DataFrame) -> DataFrame:
     """Add `label` and `anomaly_type` to each feature row: the latest verdict on that user labelled before

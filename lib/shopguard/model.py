@@ -20,9 +20,12 @@ import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -291,6 +294,21 @@ def percentile_of(scores: np.ndarray, reference_quantiles: dict[str, list[float]
 
 
 # --------------------------------------------------------------------------- training
+
+
+class FeatureArrays(NamedTuple):
+    user_ids: np.ndarray  # object
+    x: np.ndarray  # float32, one row per user and snapshot
+    labels: np.ndarray  # float64, NaN where no verdict is known
+
+
+def feature_arrays(table: pa.Table, feature_names: Sequence[str]) -> FeatureArrays:
+    """The Arrow batches a job collected (`user_id`, `label` and the features) as the arrays models take."""
+    return FeatureArrays(
+        user_ids=np.asarray(table.column("user_id").to_pylist(), dtype=object),
+        x=np.column_stack([table.column(n).to_numpy() for n in feature_names]).astype(np.float32),
+        labels=table.column("label").to_pandas().astype("float64").to_numpy(),
+    )
 
 
 def user_share_mask(user_ids: Sequence[str], share: float, purpose: str) -> np.ndarray:
