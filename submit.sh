@@ -5,11 +5,13 @@
 #   ./submit.sh test [pytest args]         the whole test suite
 #   ./submit.sh demo [job args]            generate -> features -> train -> score -> summary on demo data
 #   ./submit.sh <job> [job args]           spark-submit jobs/<job>.py: generate features train score summary
-#                                          evaluate label maintenance
+#                                          evaluate label maintenance;  ./submit.sh <job> --help for its options
+#   ./submit.sh models | runs [args]       model versions; past job runs and their outcome (no Spark)
 #
 # Job args: --profile local|cluster, --conf-file FILE, --conf-dir DIR, --set section.key=value, --master URL,
-# --date YYYY-MM-DD.
-# Spark's master and settings come from conf/ (see conf/base/shopguard.yml) and reach spark-submit too.
+# --date YYYY-MM-DD, --log-file FILE. Arguments and settings are checked before Spark starts.
+# Exit codes: 0 success, 1 unexpected, 2 configuration or arguments, 3 missing/empty/unreadable input,
+# 4 another writer committed first (docs/operations.md).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,6 +20,7 @@ PY="$VENV/bin/python"
 cd "$ROOT"
 
 die() { echo "submit.sh: $*" >&2; exit 1; }
+usage_error() { echo "submit.sh: $*" >&2; exit 2; }  # configuration or arguments: nothing ran
 
 check_java() {
   local java="java"
@@ -32,7 +35,7 @@ check_java() {
 }
 
 need_venv() {
-  [[ -x "$PY" ]] || die "no virtual environment at $VENV; run ./submit.sh setup first"
+  [[ -x "$PY" ]] || usage_error "no virtual environment at $VENV; run ./submit.sh setup first"
   # Python workers must run the interpreter that has pandas, pyarrow and Keras.
   export PYSPARK_PYTHON="$PY" PYSPARK_DRIVER_PYTHON="$PY"
   export KERAS_BACKEND="${KERAS_BACKEND:-tensorflow}" TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
@@ -66,10 +69,16 @@ install_chromium() {
 
 submit() {
   local job="$1"; shift
-  [[ -f "jobs/$job.py" ]] || die "unknown job '$job'; expected one of: $(ls jobs/*.py | xargs -n1 basename | sed 's/\.py$//' | tr '\n' ' ')"
+  [[ -f "jobs/$job.py" ]] || usage_error "unknown job '$job'; expected one of: $(ls jobs/*.py | xargs -n1 basename | sed 's/\.py$//' | tr '\n' ' ')(or setup, test, demo, models, runs)"
   need_venv
-  local options=() text
-  text="$("$PY" -m shopguard.runtime submit-args "$@")" || die "invalid configuration (see above)"
+  local arg
+  for arg in "$@"; do
+    [[ "$arg" == "-h" || "$arg" == "--help" ]] && exec "$PY" -m shopguard.cli help "$job"
+  done
+  local options=() text status=0
+  # Every argument and setting is checked here, before a JVM starts: a mistake costs a second, not ten.
+  text="$("$PY" -m shopguard.cli submit-args "$job" "$@")" || status=$?
+  (( status == 0 )) || exit "$status"
   mapfile -t options <<< "$text"
   local master="${options[1]}"
   if [[ "$master" != local* ]]; then
@@ -107,8 +116,12 @@ case "${1:-help}" in
     submit score --date "$date" "$@"
     submit summary --date "$date" "$@"
     ;;
+  models|runs)
+    need_venv
+    exec "$PY" -m shopguard.cli "$@"
+    ;;
   help|-h|--help)
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
     ;;
   *)
     submit "$@"

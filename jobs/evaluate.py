@@ -21,6 +21,7 @@ from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from shopguard import baselines, schemas
+from shopguard.cli import parse
 from shopguard.evaluation import (
     format_table,
     join_truth,
@@ -34,29 +35,13 @@ from shopguard.model import feature_arrays, holdout_mask, user_share_mask
 from shopguard.privacy import pseudonymise
 from shopguard.registry import load_model
 from shopguard.report import ScorerResult, render
-from shopguard.runtime import (
-    JobError,
-    exit_on_error,
-    job_arg_parser,
-    pseudonym_key,
-    settings_from_args,
-    spark_job,
-)
+from shopguard.runtime import InputError, main_entry, pseudonym_key, spark_job
 
 log = logging.getLogger("shopguard.evaluate")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = job_arg_parser(__doc__, needs_date=True)
-    parser.add_argument(
-        "--scores-table", action="append", help="scores table(s) to evaluate (default: scores)"
-    )
-    parser.add_argument("--against", choices=["labels", "truth"], help="evaluation.against")
-    parser.add_argument(
-        "--report", help="HTML file to write (default: evaluation.report_dir/evaluation-DATE.html)"
-    )
-    args = parser.parse_args(argv)
-    settings = settings_from_args(args, evaluation__against=args.against)
+    args, settings = parse("evaluate", argv, __doc__)
     tables, e = settings.tables, settings.evaluation
     day = args.date
     key = pseudonym_key(settings)
@@ -66,15 +51,15 @@ def main(argv: list[str] | None = None) -> None:
         else [_table_path(tables, t) for t in args.scores_table]
     )
 
-    with spark_job("evaluate", settings) as (spark, storage, run):
+    with spark_job("evaluate", settings, day) as (spark, storage, run):
         # extract: scores of each model, the ground truth, and the features for the baselines
         models = []
         for path in scores_paths:
             if not storage.exists(path):
-                raise JobError(f"no scores table at {path}")
+                raise InputError(f"no scores table at {path}")
             scores = storage.read(path, where=[("score_date", "=", day)]).toPandas()
             if scores.empty:
-                raise JobError(f"no scores for {day} in {path}; run the score job for that date")
+                raise InputError(f"no scores for {day} in {path}; run the score job for that date")
             version = scores["model_version"].mode()[0]
             metadata = load_model(tables.path("models"), version).metadata
             models.append((version, scores, metadata))
@@ -128,8 +113,12 @@ def main(argv: list[str] | None = None) -> None:
             replace_where=[("snapshot_date", "=", day), ("model_version", "in", scorers)],
             commit_info=run.commit_info(snapshot_date=day.isoformat(), scorers=scorers, rows_written=len(rows)),
         )  # fmt: skip
-        report = args.report or f"{e.report_dir.rstrip('/')}/evaluation-{day.isoformat()}.html"
-        _write_text(report, render(day, results, metrics, e.against, notes))
+        report = args.report or f"{e.report_dir.rstrip('/')}/evaluation-{day.isoformat()}-{run.run_id}.html"
+        warnings = _warnings(holdout, results[0].frame)
+        for warning in warnings:
+            log.warning("%s", warning)
+        _write_text(report, render(day, results, metrics, e.against, notes, warnings))
+        run.note(users=int(evaluated.sum()), report=report)
         summary = metric_table(metrics, ["roc_auc", "pr_auc", "recall@budget_0.01", "precision@budget_0.01"])
         per_type = metrics[metrics.metric == "recall@budget_0.01"].pivot_table(
             index="scorer", columns="anomaly_type", values="value", sort=False
@@ -152,13 +141,13 @@ def _ground_truth(
     """user_id, anomaly_type (null: normal)[, subtle] of every user known to be anomalous."""
     if against == "truth":
         if not storage.exists(tables.path("truth")):
-            raise JobError(
+            raise InputError(
                 f"evaluation.against is truth but there is no truth table at {tables.path('truth')}"
             )
         known = storage.read(tables.path("truth"))
     else:
         if not storage.exists(tables.path("labels")):
-            raise JobError(f"no labels table at {tables.path('labels')} to evaluate against")
+            raise InputError(f"no labels table at {tables.path('labels')} to evaluate against")
         labels = storage.read(tables.path("labels")).transform(usable_verdicts(label_columns))
         latest = Window.partitionBy("user_id").orderBy(F.col("labelled_at").desc_nulls_last())
         known = (
@@ -171,6 +160,26 @@ def _ground_truth(
     return known.select(
         "user_id", "anomaly_type", *(["subtle"] if "subtle" in known.columns else [])
     ).toPandas()
+
+
+MIN_ANOMALIES = 30  # fewer known anomalous users than this and every figure is mostly noise
+
+
+def _warnings(holdout: float, frame: pd.DataFrame) -> list[str]:
+    """What makes this report's figures less than they seem."""
+    found = []
+    if holdout <= 0:
+        found.append(
+            "These users were in the model's training data (it held none out: model.holdout_share is 0), so "
+            "the figures are optimistic. Train with model.holdout_share > 0 for an honest measure."
+        )
+    anomalous = int(frame["anomaly_type"].notna().sum())
+    if anomalous < MIN_ANOMALIES:
+        found.append(
+            f"Only {anomalous} anomalous users are known among those evaluated (fewer than {MIN_ANOMALIES}): "
+            "every figure here could move a lot with a few more verdicts."
+        )
+    return found
 
 
 def _baselines(users, x, labels, evaluated, holdout, truth, params, notes) -> list[ScorerResult]:
@@ -221,4 +230,4 @@ def _write_text(target: str, text: str) -> None:
 
 
 if __name__ == "__main__":
-    exit_on_error(main)
+    main_entry(main)

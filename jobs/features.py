@@ -4,7 +4,8 @@
     spark-submit jobs/features.py --profile cluster --date 2026-11-22
 
 Writes partition snapshot_date=D of the features table and the rows that failed validation to partition
-D of the quarantine table, one commit each; a rerun for D replaces both partitions.
+D of the quarantine table, one commit each; a rerun for D replaces both partitions. An input table without
+rows for D fails the job (exit 3) unless --allow-empty says an empty day is expected.
 """
 
 from __future__ import annotations
@@ -14,16 +15,11 @@ from datetime import UTC, datetime
 
 from pyspark import StorageLevel
 
+from shopguard.cli import parse
 from shopguard.features import FeatureSpec, build_user_features, input_date_range
+from shopguard.inputs import read_window
 from shopguard.privacy import pseudonymise
-from shopguard.runtime import (
-    JobError,
-    exit_on_error,
-    job_arg_parser,
-    pseudonym_key,
-    settings_from_args,
-    spark_job,
-)
+from shopguard.runtime import InputError, main_entry, pseudonym_key, spark_job
 from shopguard.storage import SchemaMismatchError
 from shopguard.validation import Rules, conform, deduplicate, normalise, validate
 
@@ -31,12 +27,13 @@ log = logging.getLogger("shopguard.features")
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = job_arg_parser(__doc__, needs_date=True).parse_args(argv)
-    settings = settings_from_args(args)
+    args, settings = parse("features", argv, __doc__)
     snapshot = args.date
     v, f, tables = settings.validation, settings.features, settings.tables
     rules = Rules(
-        now=datetime.now(UTC), currencies=tuple(v.currency_rates), **v.model_dump(exclude={"currency_rates"})
+        now=datetime.now(UTC),
+        currencies=tuple(v.currency_rates),
+        **v.model_dump(exclude={"currency_rates", "allow_empty"}),
     )
     spec = FeatureSpec(
         **{**f.model_dump(), "windows_days": tuple(f.windows_days)},
@@ -47,21 +44,18 @@ def main(argv: list[str] | None = None) -> None:
     first_day, last_day = input_date_range(snapshot, spec.lifetime_days)
     key = pseudonym_key(settings)
 
-    with spark_job("features", settings) as (spark, storage, run):
+    with spark_job("features", settings, snapshot) as (spark, storage, run):
         # extract: the partitions the windows need, at pinned versions
         inputs, valid, validated, counts = {}, {}, [], {}
         for table in ("clicks", "transactions"):
             path = tables.path(table)
             if not storage.exists(path):
-                raise JobError(
+                raise InputError(
                     f"no {table} table at {path}; run the generate job or point tables.{table} at yours"
                 )
             mapping = settings.columns.mapping(table)
-            date_column = mapping["event_date" if table == "clicks" else "order_date"]
             version = storage.version(path)
-            raw = storage.read(
-                path, version=version, where=[(date_column, ">=", first_day), (date_column, "<=", last_day)]
-            )
+            raw = read_window(storage, path, table, mapping, version, first_day, last_day)
             inputs[table] = {"path": path, "version": version}
 
             # transform: schema first (fails before anything is written), then rows
@@ -70,7 +64,18 @@ def main(argv: list[str] | None = None) -> None:
             if key is not None:
                 checked = checked.transform(pseudonymise(table, key, mapping))
             checked = checked.persist()
-            read, n_quarantined = checked.counts()
+            read, n_quarantined, on_date = checked.tally()
+            if on_date == 0:
+                message = (
+                    f"{table}: no valid rows for {snapshot} in {path} (version {version}; {read} rows read for "
+                    f"{first_day}..{last_day}, {n_quarantined} quarantined)"
+                )
+                if not v.allow_empty:
+                    raise InputError(
+                        f"{message}: the upstream load for that day may have failed. Rerun once it has landed, "
+                        "or pass --allow-empty (validation.allow_empty) if an empty day is expected"
+                    )
+                log.warning("%s; going on: empty days are allowed (validation.allow_empty)", message)
             valid[table] = checked.valid.transform(deduplicate(table)).persist(StorageLevel.MEMORY_AND_DISK)
             validated.append(checked)
             used = valid[table].count()
@@ -79,13 +84,16 @@ def main(argv: list[str] | None = None) -> None:
                 "used": used,
                 "quarantined": n_quarantined,
                 "duplicates": read - n_quarantined - used,
+                "on_date": on_date,
             }
             log.info(
-                "%s v%d: read %d = used %d + quarantined %d + duplicates %d",
+                "%s v%d: read %d = used %d + quarantined %d + duplicates %d (%d on %s)",
                 table,
                 version,
-                *(c[k] for k in ("read", "used", "quarantined", "duplicates")),
+                *(c[k] for k in ("read", "used", "quarantined", "duplicates", "on_date")),
+                snapshot,
             )
+            run.note(**{f"{table}_read": read, f"{table}_quarantined": n_quarantined})
 
         features = build_user_features(valid["clicks"], valid["transactions"], snapshot, spec)
 
@@ -126,6 +134,10 @@ def main(argv: list[str] | None = None) -> None:
                 snapshot_date=snapshot.isoformat(), rows_written=users, counts=counts, inputs=inputs
             ),
         )
+        run.note(users=users)
+        if users == 0:
+            log.warning("features for %s: no users; the snapshot is empty (allowed by validation.allow_empty)",
+                        snapshot)  # fmt: skip
         log.info(
             "features for %s: %d users x %d columns -> %s (version %d)",
             snapshot,
@@ -139,4 +151,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    exit_on_error(main)
+    main_entry(main)

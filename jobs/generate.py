@@ -13,28 +13,15 @@ from datetime import UTC, datetime, timedelta
 
 from pyspark import StorageLevel
 
-from shopguard.runtime import exit_on_error, job_arg_parser, parse_date, settings_from_args, spark_job
+from shopguard.cli import parse
+from shopguard.runtime import main_entry, spark_job
 from shopguard.synthetic import SyntheticSpec, split_records, synthetic_records
 
 log = logging.getLogger("shopguard.generate")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = job_arg_parser(__doc__)
-    parser.add_argument("--users", type=int, help="users to simulate (generate.users)")
-    parser.add_argument("--days", type=int, help="days to simulate, ending on --end-date (generate.days)")
-    parser.add_argument(
-        "--end-date", type=parse_date, help="last simulated day, YYYY-MM-DD (default: yesterday)"
-    )
-    parser.add_argument("--seed", type=int, help="random seed (generate.seed)")
-    args = parser.parse_args(argv)
-    settings = settings_from_args(
-        args,
-        generate__users=args.users,
-        generate__days=args.days,
-        generate__end_date=args.end_date,
-        generate__seed=args.seed,
-    )
+    _, settings = parse("generate", argv, __doc__)
     generate = settings.generate.model_dump()
     generate["end_date"] = generate["end_date"] or datetime.now(UTC).date() - timedelta(days=1)
     spec = SyntheticSpec(**generate)
@@ -77,4 +64,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    exit_on_error(main)
+    main_entry(main)

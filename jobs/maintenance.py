@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import logging
 
-from shopguard.runtime import exit_on_error, job_arg_parser, settings_from_args, spark_job
+from shopguard.cli import parse
+from shopguard.runtime import main_entry, spark_job
 
 log = logging.getLogger("shopguard.maintenance")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = job_arg_parser(__doc__)
-    parser.add_argument("--retention-hours", type=int, help="maintenance.retention_hours")
-    parser.add_argument("--dry-run", action="store_true", help="list the files, delete nothing")
-    args = parser.parse_args(argv)
-    settings = settings_from_args(args, maintenance__retention_hours=args.retention_hours)
+    args, settings = parse("maintenance", argv, __doc__)
     m, tables = settings.maintenance, settings.tables
 
     with spark_job("maintenance", settings) as (spark, storage, run):
@@ -40,4 +37,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    exit_on_error(main)
+    main_entry(main)

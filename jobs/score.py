@@ -14,19 +14,18 @@ from datetime import UTC, datetime
 from pyspark import StorageLevel
 
 from shopguard.registry import load_model
-from shopguard.runtime import JobError, exit_on_error, job_arg_parser, settings_from_args, spark_job
+from shopguard.cli import parse
+from shopguard.runtime import InputError, main_entry, spark_job
 from shopguard.scoring import ScoringPlan, check_features_match, score_users
 
 log = logging.getLogger("shopguard.score")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = job_arg_parser(__doc__, needs_date=True)
-    parser.add_argument("--model-version", help="model to use (default: scoring.model_version, else newest)")
-    args = parser.parse_args(argv)
-    settings = settings_from_args(args, scoring__model_version=args.model_version)
+    args, settings = parse("score", argv, __doc__)
     s, tables = settings.scoring, settings.tables
     stored = load_model(tables.path("models"), s.model_version)
+    log.info("model %s (%s)", stored.version, "pinned" if s.model_version else "the newest version")
     plan = ScoringPlan.from_metadata(
         stored.model_bytes,
         stored.metadata,
@@ -35,12 +34,12 @@ def main(argv: list[str] | None = None) -> None:
         n_reasons=s.n_reasons,
     )
 
-    with spark_job("score", settings) as (spark, storage, run):
+    with spark_job("score", settings, args.date) as (spark, storage, run):
         spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(s.batch_rows))
         # extract
         features_path = tables.path("features")
         if not storage.exists(features_path):
-            raise JobError(f"no features table at {features_path}; run the features job first")
+            raise InputError(f"no features table at {features_path}; run the features job first")
         features_version = storage.version(features_path)
         features = storage.read(
             features_path, version=features_version, where=[("snapshot_date", "=", args.date)]
@@ -48,10 +47,13 @@ def main(argv: list[str] | None = None) -> None:
         check_features_match(features.schema, stored.metadata)
         features = features.persist(StorageLevel.MEMORY_AND_DISK)
         users = features.count()
-        if users == 0:
-            raise JobError(
+        if users == 0 and not _empty_snapshot_allowed(storage, features_path, args.date):
+            raise InputError(
                 f"no features for {args.date} in {features_path}; run the features job for that date"
             )
+        if users == 0:
+            log.warning("the features of %s are empty (allowed by validation.allow_empty): nothing to score",
+                        args.date)  # fmt: skip
 
         # transform
         scored_at = datetime.now(UTC)
@@ -75,9 +77,10 @@ def main(argv: list[str] | None = None) -> None:
         summary = written.groupBy("action").count().collect()
         total = sum(r["count"] for r in summary)
         if total != users:
-            raise JobError(
+            raise RuntimeError(
                 f"wrote {total} scores for {users} users of {args.date}; the table is at version {version}"
             )
+        run.note(users=users, **{r["action"]: r["count"] for r in summary})
         log.info(
             "scored %d users of %s with %s -> %s (version %d): %s",
             users,
@@ -89,5 +92,13 @@ def main(argv: list[str] | None = None) -> None:
         )
 
 
+def _empty_snapshot_allowed(storage, features_path: str, day) -> bool:
+    """Whether the newest features commit for `day` wrote an empty snapshot on purpose (--allow-empty)."""
+    for commit in storage.history(features_path, limit=50):
+        if commit.info.get("job") == "features" and commit.info.get("snapshot_date") == day.isoformat():
+            return commit.info.get("rows_written") == 0
+    return False
+
+
 if __name__ == "__main__":
-    exit_on_error(main)
+    main_entry(main)

@@ -13,26 +13,19 @@ import logging
 from shopguard.evaluation import format_table, ranking_summary
 from shopguard.labels import usable_verdicts
 from shopguard.privacy import pseudonymise
-from shopguard.runtime import (
-    JobError,
-    exit_on_error,
-    job_arg_parser,
-    pseudonym_key,
-    settings_from_args,
-    spark_job,
-)
+from shopguard.cli import parse
+from shopguard.runtime import InputError, main_entry, pseudonym_key, spark_job
 
 log = logging.getLogger("shopguard.summary")
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = job_arg_parser(__doc__, needs_date=True).parse_args(argv)
-    settings = settings_from_args(args)
+    args, settings = parse("summary", argv, __doc__)
     tables = settings.tables
 
     key = pseudonym_key(settings)
 
-    with spark_job("summary", settings) as (spark, storage, run):
+    with spark_job("summary", settings, args.date) as (spark, storage, run):
         # extract
         lines = [
             "",
@@ -76,13 +69,13 @@ def main(argv: list[str] | None = None) -> None:
 
         scores_path = tables.path("scores")
         if not storage.exists(scores_path):
-            raise JobError(f"no scores table at {scores_path}; run the score job first")
+            raise InputError(f"no scores table at {scores_path}; run the score job first")
         scores = storage.read(scores_path, where=[("score_date", "=", args.date)]).select(
             "user_id", "score", "action"
         )
         scores_pdf = scores.toPandas()
         if scores_pdf.empty:
-            raise JobError(f"no scores for {args.date}; run the score job for that date")
+            raise InputError(f"no scores for {args.date}; run the score job for that date")
         if storage.exists(tables.path("truth")):
             known, source = storage.read(tables.path("truth")), "truth"
         elif storage.exists(tables.path("labels")):
@@ -90,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
             known = storage.read(tables.path("labels")).transform(verdicts).where("label = 1")
             source = "labels"
         else:
-            raise JobError("neither a truth nor a labels table to rank against")
+            raise InputError("neither a truth nor a labels table to rank against")
         if key is not None:  # scores hold pseudonyms
             known = known.transform(pseudonymise("truth", key))
         anomalies = known.select("user_id", "anomaly_type").toPandas()
@@ -112,4 +105,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    exit_on_error(main)
+    main_entry(main)

@@ -14,29 +14,20 @@ from datetime import UTC, date, datetime
 
 from pyspark.sql import functions as F
 
+from shopguard.cli import parse
 from shopguard.features import feature_columns, feature_fingerprint
 from shopguard.labels import attach_labels
 from shopguard.model import TrainingParams, feature_arrays, holdout_mask, train
 from shopguard.privacy import pseudonymise
 from shopguard.registry import new_version, save_model
-from shopguard.runtime import (
-    JobError,
-    exit_on_error,
-    job_arg_parser,
-    pseudonym_key,
-    settings_from_args,
-    spark_job,
-)
+from shopguard.runtime import InputError, main_entry, pseudonym_key, spark_job
 from shopguard.validation import Rules, conform, normalise, validate
 
 log = logging.getLogger("shopguard.train")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = job_arg_parser(__doc__, needs_date=True)
-    parser.add_argument("--mode", choices=["autoencoder", "semi_supervised", "classifier"], help="model.mode")
-    args = parser.parse_args(argv)
-    settings = settings_from_args(args, model__mode=args.mode)
+    args, settings = parse("train", argv, __doc__)
     m, tables = settings.model, settings.tables
     fields = TrainingParams.__dataclass_fields__
     params = TrainingParams(
@@ -45,11 +36,11 @@ def main(argv: list[str] | None = None) -> None:
 
     key = pseudonym_key(settings)
 
-    with spark_job("train", settings) as (spark, storage, run):
+    with spark_job("train", settings, args.date) as (spark, storage, run):
         # extract: the last N snapshots up to --date, at a pinned version
         features_path = tables.path("features")
         if not storage.exists(features_path):
-            raise JobError(f"no features table at {features_path}; run the features job first")
+            raise InputError(f"no features table at {features_path}; run the features job first")
         features_version = storage.version(features_path)
         available = {
             date.fromisoformat(p["snapshot_date"])
@@ -57,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         }
         snapshots = sorted((d for d in available if d <= args.date), reverse=True)[: m.training_snapshots]
         if not snapshots:
-            raise JobError(f"no feature snapshot on or before {args.date} in {features_path}")
+            raise InputError(f"no feature snapshot on or before {args.date} in {features_path}")
         features = storage.read(
             features_path, version=features_version, where=[("snapshot_date", "in", snapshots)]
         )
@@ -155,4 +146,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    exit_on_error(main)
+    main_entry(main)

@@ -128,15 +128,23 @@ def test_a_tampered_model_file_is_refused(autoencoder, tmp_path):
         load_model(str(tmp_path))
 
 
-def test_a_version_without_metadata_does_not_count(autoencoder, tmp_path):
+def test_a_model_folder_without_readable_metadata_is_refused_by_name_never_skipped(autoencoder, tmp_path):
     trained, _ = autoencoder
     save_model(trained.model, {"mode": "autoencoder"}, str(tmp_path), "v1")
-    (tmp_path / "v2").mkdir()  # a save that crashed before its metadata
-    assert load_model(str(tmp_path)).version == "v1"
-    with pytest.raises(ModelNotFoundError, match="no trained model"):
-        load_model(str(tmp_path / "empty"))
+    save_model(trained.model, {"mode": "autoencoder"}, str(tmp_path), "v2")
     meta = json.loads((tmp_path / "v1" / "metadata.json").read_text())
     assert meta["model_version"] == "v1" and len(meta["model_sha256"]) == 64
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # saved whole, then moved in place
+    (tmp_path / "v2" / "metadata.json").unlink()  # model.keras kept, metadata deleted
+    for pinned in (None, "v2"):
+        with pytest.raises(ModelNotFoundError, match=rf"{tmp_path}/v2 has no metadata.json"):
+            load_model(str(tmp_path), pinned)
+    (tmp_path / "v2" / "metadata.json").write_text("{not json")
+    with pytest.raises(ModelNotFoundError, match="metadata.json is unreadable"):
+        load_model(str(tmp_path))
+    assert load_model(str(tmp_path), "v1").version == "v1"  # only when asked for
+    with pytest.raises(ModelNotFoundError, match="no trained model"):
+        load_model(str(tmp_path / "empty"))
 
 
 def test_a_model_with_a_lambda_layer_is_refused_by_safe_mode(tmp_path):

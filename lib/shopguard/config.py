@@ -56,6 +56,7 @@ class TableSettings(_Section):
     quarantine: str = "quarantine"
     evaluations: str = "evaluations"
     models: str = "models"
+    runs: str = "runs"  # one JSON record per job run (not a Delta table): ./submit.sh runs
 
     def path(self, name: str) -> str:
         """Absolute location of table `name` (a URI stays a URI)."""
@@ -116,6 +117,9 @@ class ValidationSettings(_Section):
     max_quantity: int = Field(100_000, gt=0)
     # Amounts are converted to the base currency with these rates; other currencies are quarantined.
     currency_rates: dict[str, float] = Field(default_factory=lambda: {"EUR": 1.0})
+    # An input table without rows for the snapshot date fails the features job (an upstream outage must not
+    # pass as a quiet night) unless empty days are expected here (--allow-empty).
+    allow_empty: bool = False
 
 
 class FeatureSettings(_Section):
@@ -237,6 +241,12 @@ class EvaluationSettings(_Section):
     report_dir: str = "./reports"  # local folder or URI; one HTML file per evaluated date
 
 
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # One line per running Spark stage this often (seconds); 0 turns it off.
+    progress_seconds: float = Field(15.0, ge=0)
+
+
 class Settings(_Section):
     profile: str = "local"
     conf_dir: Path = DEFAULT_CONF_DIR  # where the layers were read from; secrets must live elsewhere
@@ -252,6 +262,7 @@ class Settings(_Section):
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import reduce
+
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -52,3 +54,10 @@ def attach_labels(features: DataFrame, labels: DataFrame) -> DataFrame:
         "left",
     )
     return with_labels.withColumnRenamed("_label", "label").withColumnRenamed("_anomaly_type", "anomaly_type")
+
+
+def new_rows(rows: DataFrame, existing: DataFrame, key: list[str]) -> DataFrame:
+    """Rows whose `key` (nulls equal) is not among `existing`: appending only these makes a load idempotent."""
+    new, old = rows.alias("_new"), existing.select(*key).alias("_old")
+    condition = reduce(lambda a, b: a & b, [F.col(f"_new.`{c}`").eqNullSafe(F.col(f"_old.`{c}`")) for c in key])
+    return new.join(old, condition, "left_anti")

@@ -5,8 +5,8 @@
                     library versions, and the SHA-256 of model.keras
     tensorboard/    training curves
 
-A version counts once its metadata.json exists; it is written last, so a crash mid-save leaves no usable
-half-model. Nothing here unpickles: models load with Keras' safe_mode and metadata is JSON.
+A version is written into a hidden folder and moved into place once whole, so a version folder without
+metadata is damage, and scoring refuses it by name rather than quietly using an older version. Nothing here unpickles: models load with Keras' safe_mode and metadata is JSON.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import pyarrow.fs as pafs
 
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
+INCOMPLETE = ".incomplete-"  # prefix of a version folder still being written
 LIBRARIES = (
     "shopguard",
     "keras",
@@ -56,7 +57,7 @@ class StoredModel:
     metadata: dict[str, Any]
 
 
-def _filesystem(root: str) -> tuple[pafs.FileSystem, str]:
+def filesystem(root: str) -> tuple[pafs.FileSystem, str]:
     if "://" not in root:
         root = os.path.abspath(root)
         return pafs.LocalFileSystem(), root
@@ -87,21 +88,23 @@ def sha256(data: bytes) -> str:
 def save_model(
     keras_model, metadata: dict[str, Any], models_root: str, version: str, tensorboard_dir: str | None = None
 ) -> str:
-    """Write model, TensorBoard logs, then metadata (with the model's checksum); returns the version path."""
-    fs, root = _filesystem(models_root)
+    """Write model, TensorBoard logs and metadata (with the model's checksum) into a hidden folder, then move
+    it into place: a version folder only ever appears whole. Returns the version path."""
+    fs, root = filesystem(models_root)
     target = f"{root.rstrip('/')}/{version}"
-    fs.create_dir(target, recursive=True)
+    staging = f"{root.rstrip('/')}/{INCOMPLETE}{version}"
+    fs.create_dir(staging, recursive=True)
     with tempfile.TemporaryDirectory() as tmp:
         local = os.path.join(tmp, MODEL_FILE)
         keras_model.save(local)
         with open(local, "rb") as handle:
             model_bytes = handle.read()
-    with fs.open_output_stream(f"{target}/{MODEL_FILE}") as out:
+    with fs.open_output_stream(f"{staging}/{MODEL_FILE}") as out:
         out.write(model_bytes)
     if tensorboard_dir and os.path.isdir(tensorboard_dir):
         pafs.copy_files(
             tensorboard_dir,
-            f"{target}/tensorboard",
+            f"{staging}/tensorboard",
             source_filesystem=pafs.LocalFileSystem(),
             destination_filesystem=fs,
         )
@@ -111,26 +114,49 @@ def save_model(
         "model_sha256": sha256(model_bytes),
         "libraries": library_versions(),
     }
-    with fs.open_output_stream(f"{target}/{METADATA_FILE}") as out:
+    with fs.open_output_stream(f"{staging}/{METADATA_FILE}") as out:
         out.write(json.dumps(full, indent=2, sort_keys=True).encode())
+    fs.move(staging, target)
     return target
 
 
 def list_versions(models_root: str) -> list[str]:
-    """Complete versions, oldest first."""
-    fs, root = _filesystem(models_root)
+    """Every version folder, oldest first (hidden folders are saves in progress, or crashed ones)."""
+    fs, root = filesystem(models_root)
     if fs.get_file_info(root).type == pafs.FileType.NotFound:
         return []
-    versions = []
-    for info in fs.get_file_info(pafs.FileSelector(root)):
-        if info.type == pafs.FileType.Directory and not info.base_name.startswith((".", "_")):
-            if fs.get_file_info(f"{info.path}/{METADATA_FILE}").type == pafs.FileType.File:
-                versions.append(info.base_name)
-    return sorted(versions)
+    return sorted(
+        info.base_name
+        for info in fs.get_file_info(pafs.FileSelector(root))
+        if info.type == pafs.FileType.Directory and not info.base_name.startswith((".", "_"))
+    )
+
+
+def read_metadata(models_root: str, version: str) -> dict[str, Any]:
+    """The metadata of one version, or ModelNotFoundError naming the folder and what is wrong with it."""
+    fs, root = filesystem(models_root)
+    path = f"{root.rstrip('/')}/{version}"
+    try:
+        with fs.open_input_stream(f"{path}/{METADATA_FILE}") as handle:
+            metadata = json.loads(handle.read())
+    except FileNotFoundError:
+        raise ModelNotFoundError(
+            f"model folder {path} has no {METADATA_FILE}: it cannot be scored with. Restore the file, or remove "
+            "the folder (then the newest complete version is used), or pin another with --model-version"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise ModelNotFoundError(
+            f"{path}/{METADATA_FILE} is unreadable ({exc}): restore it, or remove the folder, or pin another "
+            "version with --model-version"
+        ) from None
+    if not isinstance(metadata, dict) or "model_sha256" not in metadata:
+        raise ModelNotFoundError(f"{path}/{METADATA_FILE} is not a shopguard model's metadata")
+    return metadata
 
 
 def load_model(models_root: str, version: str | None = None) -> StoredModel:
-    """Bytes and metadata of `version` (default: the newest), checksum verified."""
+    """Bytes and metadata of `version` (default: the newest folder), checksum verified. A folder without
+    readable metadata is refused, never skipped for an older version."""
     versions = list_versions(models_root)
     if not versions:
         raise ModelNotFoundError(f"no trained model under {models_root}; run the train job first")
@@ -139,10 +165,9 @@ def load_model(models_root: str, version: str | None = None) -> StoredModel:
         raise ModelNotFoundError(
             f"model version {chosen!r} not found under {models_root}; have {versions[-5:]}"
         )
-    fs, root = _filesystem(models_root)
+    metadata = read_metadata(models_root, chosen)
+    fs, root = filesystem(models_root)
     path = f"{root.rstrip('/')}/{chosen}"
-    with fs.open_input_stream(f"{path}/{METADATA_FILE}") as handle:
-        metadata = json.loads(handle.read())
     with fs.open_input_stream(f"{path}/{MODEL_FILE}") as handle:
         model_bytes = handle.read()
     if sha256(model_bytes) != metadata.get("model_sha256"):
@@ -151,6 +176,25 @@ def load_model(models_root: str, version: str | None = None) -> StoredModel:
             "after training. Retrain, or restore the original file."
         )
     return StoredModel(version=chosen, path=path, model_bytes=model_bytes, metadata=metadata)
+
+
+def describe_versions(models_root: str) -> list[dict[str, Any]]:
+    """Newest first: mode, training date, thresholds and metrics of each version, or what makes it unusable."""
+    described: list[dict[str, Any]] = []
+    for version in reversed(list_versions(models_root)):
+        try:
+            meta = read_metadata(models_root, version)
+        except ModelNotFoundError as exc:
+            described.append({"version": version, "problem": str(exc)})
+            continue
+        thresholds = {k: v for k, v in meta.get("thresholds", {}).items() if k in ("alert", "block", "method")}
+        metrics = {k: v for k, v in meta.get("metrics", {}).items() if k.startswith("val_") and "loss" not in k}
+        described.append({
+            "version": version, "mode": meta.get("mode"), "created_at": meta.get("created_at"),
+            "snapshot_date": meta.get("training", {}).get("snapshot_date"), "thresholds": thresholds,
+            "metrics": metrics,
+        })  # fmt: skip
+    return described
 
 
 def keras_model_from_bytes(model_bytes: bytes):

@@ -128,6 +128,23 @@ def _alert_reasons(results: list[ScorerResult]) -> str:
     return _figure("alert_reasons", figure, "The most common reasons among alerts")
 
 
+# One line per figure, so a reader who is not a statistician knows what each number says.
+METRIC_MEANINGS: dict[str, str] = {
+    "roc_auc": "ROC-AUC: the chance that a random anomalous user scores above a random normal one (0.5 = "
+    "chance, 1 = perfect); blind to how rare anomalies are.",
+    "pr_auc": "PR-AUC (average precision): precision averaged over every recall level; its chance level is the "
+    "share of anomalous users, so it shows how usable the ranking is when anomalies are rare.",
+    "recall@budget_0.01": "recall at a 1% budget: the share of anomalous users among the 1% scored highest.",
+    "precision@budget_0.01": "precision at a 1% budget: the share of the top 1% who are anomalous.",
+    "precision@threshold_alert": "precision at the alert threshold: of the users the model alerts, the share "
+    "who are anomalous.",
+    "recall@threshold_alert": "recall at the alert threshold: the share of anomalous users the model alerts.",
+    "f1@threshold_alert": "F1 at the alert threshold: the harmonic mean of that precision and recall.",
+    "top_reason_in_signature": "top reason in signature: how often an anomaly's first reason names a feature "
+    "typical of its type (generated data only).",
+}
+
+
 def _baselines(metrics: pd.DataFrame) -> str:
     table = metric_table(metrics, ["roc_auc", "pr_auc"], "all")
     figure, axis = plt.subplots(figsize=(8, 3.5))
@@ -137,7 +154,9 @@ def _baselines(metrics: pd.DataFrame) -> str:
     axis.set_xticks(positions, table.index, fontsize=7, rotation=15)
     axis.set(ylim=(0, 1.05), title="Models and baselines, all anomaly types")
     axis.legend(fontsize=8)
-    return _figure("baselines", figure, "Keras models beside IsolationForest and gradient-boosted trees")
+    ran = [name.split(":", 1)[1] for name in table.index if str(name).startswith("baseline:")]
+    caption = "Keras models beside the baselines that ran: " + (", ".join(ran) if ran else "none")
+    return _figure("baselines", figure, caption)
 
 
 def _html_table(frame: pd.DataFrame, caption: str) -> str:
@@ -149,8 +168,8 @@ def _html_table(frame: pd.DataFrame, caption: str) -> str:
 
 
 def render(snapshot_date: date, results: list[ScorerResult], metrics: pd.DataFrame, truth_source: str,
-           notes: list[str] | None = None) -> str:  # fmt: skip
-    """The whole report as one HTML string."""
+           notes: list[str] | None = None, warnings: list[str] | None = None) -> str:  # fmt: skip
+    """The whole report as one HTML string; `warnings` are shown first, where nobody can miss them."""
     summary = metric_table(metrics, ["roc_auc", "pr_auc", "recall@budget_0.01", "precision@budget_0.01"])
     thresholds = [r for r in results if r.thresholds]
     wanted = [m for m in ("precision@threshold_alert", "recall@threshold_alert", "f1@threshold_alert")
@@ -177,6 +196,9 @@ def render(snapshot_date: date, results: list[ScorerResult], metrics: pd.DataFra
     plots = _curves(results) + _distributions(results) + _recall_by_type(metrics, results)
     plots += _alert_reasons(results) + _baselines(metrics)
     notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes or [])
+    warnings_html = "".join(f'<p class="warning" data-warning>{html.escape(w)}</p>' for w in warnings or [])
+    shown = set(metrics.metric)
+    meanings = "".join(f"<li>{html.escape(text)}</li>" for name, text in METRIC_MEANINGS.items() if name in shown)
     positives = int(results[0].frame["anomaly_type"].notna().sum()) if results else 0
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>shopguard evaluation {snapshot_date}</title>
@@ -187,12 +209,15 @@ td, th {{ padding: 0.2em 0.6em; text-align: right; border-bottom: 1px solid #ddd
 figure {{ display: inline-block; margin: 0.5em; vertical-align: top; }}
 figcaption {{ font-size: 0.8em; color: #555; }}
 img {{ max-width: 100%; }}
+.warning {{ background: #fff3cd; border-left: 4px solid #c77c00; padding: 0.5em 0.8em; }}
 </style></head><body>
 <h1>shopguard detection quality, {snapshot_date}</h1>
+{warnings_html}
 <p>{len(results[0].frame) if results else 0} users evaluated, {positives} of them anomalous according to
 the {html.escape(truth_source)}. Metrics: scikit-learn; every anomaly group is scored against normal users.</p>
 <ul>{notes_html}</ul>
 <h2>Summary</h2>{"".join(sections)}
+<h2>What the figures mean</h2><ul data-meanings>{meanings}</ul>
 <h2>Plots</h2>{plots}
 </body></html>
 """

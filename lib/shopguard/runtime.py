@@ -1,33 +1,36 @@
-"""The edge of every job: command-line arguments, settings, logging and the one place a SparkSession is built.
+"""The edge of every job: logging, the one place a SparkSession is built, the run's start and end lines,
+progress of long Spark stages, the record of each run, and the exit code.
 
-Transforms never import this module; jobs call it first and hand plain values to the transforms.
-
-`python -m shopguard.runtime submit-args [job args]` prints the spark-submit options (master, --conf) that
-the merged configuration asks for; submit.sh uses it so that settings the JVM needs at launch (driver
-memory) come from conf/ too.
+Transforms never import this module; jobs call it first and hand plain values to the transforms. The command
+line itself is declared in `shopguard.cli`, which checks arguments before any JVM starts.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
+import threading
+import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from shopguard.config import DEFAULT_CONF_DIR, ConfigError, Settings, SparkSettings, load_settings
+from shopguard.config import Settings, SparkSettings
+from shopguard.errors import MEANING, ExitCode, InputError, JobError, classify
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from shopguard.storage import DeltaStorage
 
+__all__ = ["InputError", "JobError", "RunInfo", "build_spark", "run_job", "spark_job"]
+
 log = logging.getLogger("shopguard")
+LOG_FORMAT, LOG_DATE = "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"
 
 # Settings shopguard's correctness depends on; not configurable.
 REQUIRED_SPARK_CONF: dict[str, str] = {
@@ -42,64 +45,20 @@ REQUIRED_SPARK_CONF: dict[str, str] = {
 }
 
 
-def parse_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date; expected YYYY-MM-DD") from None
-
-
-def job_arg_parser(description: str, *, needs_date: bool = False) -> argparse.ArgumentParser:
-    """Arguments every job takes; a job adds its own to the parser this returns."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument(
-        "--profile",
-        default=os.environ.get("SHOPGUARD_PROFILE", "local"),
-        help="conf/profiles/<profile>.yml to use (default: local, or $SHOPGUARD_PROFILE)",
-    )
-    parser.add_argument(
-        "--conf-dir",
-        default=os.environ.get("SHOPGUARD_CONF_DIR") or str(DEFAULT_CONF_DIR),
-        help="the configuration folder (default: the repository's conf/, or $SHOPGUARD_CONF_DIR)",
-    )
-    parser.add_argument("--conf-file", action="append", default=[], help="extra YAML merged over conf/")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a setting: --set model.epochs=5, --set spark.conf.spark.sql.shuffle.partitions=8",
-    )
-    parser.add_argument("--master", help="Spark master (overrides spark.master)")
-    if needs_date:
-        parser.add_argument(
-            "--date", type=parse_date, required=True, help="snapshot date, YYYY-MM-DD (UTC day, inclusive)"
-        )
-    return parser
-
-
-def settings_from_args(args: argparse.Namespace, **flags: object) -> Settings:
-    """Settings from conf/ and the command line; `flags` maps section__key to a job flag (None: not given)."""
-    overrides = list(args.overrides)
-    if getattr(args, "master", None):
-        overrides.append(f"spark.master={args.master}")
-    overrides += [f"{key.replace('__', '.')}={value}" for key, value in flags.items() if value is not None]
-    return load_settings(
-        profile=args.profile, conf_files=args.conf_file, overrides=overrides, conf_dir=args.conf_dir
-    )
-
-
-def configure_logging(level: str | int = "INFO") -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S",
-        stream=sys.stderr,
-        force=True,
-    )
+def configure_logging(level: str | int = "INFO", log_file: str | None = None) -> None:
+    """One line per event on stderr, and in `log_file` too when given (--log-file)."""
+    logging.basicConfig(level=level, format=LOG_FORMAT, datefmt=LOG_DATE, stream=sys.stderr, force=True)
+    if log_file:
+        add_log_file(log_file)
     for noisy in ("py4j", "absl", "tensorflow", "matplotlib", "h5py"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def add_log_file(path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE))
+    logging.getLogger().addHandler(handler)
 
 
 def spark_conf(settings: SparkSettings) -> dict[str, str]:
@@ -125,11 +84,12 @@ def build_spark(settings: SparkSettings, app_name: str | None = None):
 
 @dataclass(frozen=True)
 class RunInfo:
-    """Identifies one run of a job in logs and in the commit metadata of the tables it writes."""
+    """Identifies one run of a job in logs, in the run records and in the commit metadata of its tables."""
 
     job: str
     run_id: str
     started_at: datetime
+    counts: dict[str, Any] = field(default_factory=dict)  # what the run read and wrote, for its end line
 
     @classmethod
     def start(cls, job: str) -> RunInfo:
@@ -138,10 +98,45 @@ class RunInfo:
     def commit_info(self, **counts: object) -> dict[str, object]:
         return {"job": self.job, "run_id": self.run_id, **counts}
 
+    def note(self, **counts: Any) -> None:
+        """Row counts the end line and the run record report."""
+        self.counts.update(counts)
+
+    def seconds(self) -> float:
+        return (datetime.now(UTC) - self.started_at).total_seconds()
+
+
+class StageProgress(threading.Thread):
+    """Every `interval` seconds, one line per running Spark stage: its name and tasks done, so a long stage
+    is never silence."""
+
+    def __init__(self, spark: SparkSession, interval: float) -> None:
+        super().__init__(name="shopguard-progress", daemon=True)
+        self.tracker = spark.sparkContext.statusTracker()
+        self.interval = interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                for stage_id in sorted(self.tracker.getActiveStageIds()):
+                    info = self.tracker.getStageInfo(stage_id)
+                    if info is not None:
+                        log.info("stage %d (%s): %d/%d tasks done, %d running", stage_id,
+                                 info.name.split(" at ")[0], info.numCompletedTasks, info.numTasks,
+                                 info.numActiveTasks)  # fmt: skip
+            except Exception:  # noqa: BLE001 - the session is stopping; progress is only a courtesy
+                return
+
+    def stop(self) -> None:
+        self.stopped.set()
+
 
 @contextmanager
-def spark_job(job: str, settings: Settings) -> Iterator[tuple[SparkSession, DeltaStorage, RunInfo]]:
-    """Session, storage and run identity for one job run.
+def spark_job(
+    job: str, settings: Settings, day: date | None = None
+) -> Iterator[tuple[SparkSession, DeltaStorage, RunInfo]]:
+    """Session, storage and run identity for one job run, with its start and end lines and its run record.
 
     A job started by spark-submit builds its session and stops it however the run ends; a job called where
     a session is already active (a notebook, an orchestrator, the end-to-end test) uses that one and leaves
@@ -149,6 +144,7 @@ def spark_job(job: str, settings: Settings) -> Iterator[tuple[SparkSession, Delt
     from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
+    from shopguard.runlog import record_run
     from shopguard.storage import open_storage
 
     run = RunInfo.start(job)
@@ -159,45 +155,58 @@ def spark_job(job: str, settings: Settings) -> Iterator[tuple[SparkSession, Delt
         if owned_elsewhere
         else build_spark(settings.spark, f"{settings.spark.app_name}-{job}")
     )
+    progress = StageProgress(spark, settings.logging.progress_seconds)
+    if settings.logging.progress_seconds > 0:
+        progress.start()
+    code, message = ExitCode.OK, None
     try:
         storage = open_storage(spark, settings.storage.backend, settings.storage.storage_options)
-        log.info(
-            "%s run %s: profile %s, master %s, storage %s",
-            job,
-            run.run_id,
-            settings.profile,
-            spark.sparkContext.master,
-            storage.name,
-        )
+        log.info("%s started: run %s%s, profile %s, master %s, storage %s", job, run.run_id,
+                 f", date {day}" if day else "", settings.profile, spark.sparkContext.master, storage.name)  # fmt: skip
         yield spark, storage, run
+    except BaseException as exc:
+        code, message = classify(exc)
+        raise
     finally:
+        progress.stop()
         if not owned_elsewhere:
             spark.stop()
+        counts = ", ".join(f"{k} {v}" for k, v in run.counts.items())
+        outcome = "succeeded" if code == ExitCode.OK else f"FAILED (exit {int(code)})"
+        log.info("%s %s in %.1f s%s", job, outcome, run.seconds(), f": {counts}" if counts else "")
+        record_run(settings.tables.path("runs"), {
+            "job": job, "run_id": run.run_id, "date": day.isoformat() if day else None,
+            "started_at": run.started_at.isoformat(), "seconds": round(run.seconds(), 1),
+            "exit_code": int(code), "outcome": "success" if code == ExitCode.OK else "failed",
+            "message": message, "counts": run.counts, "profile": settings.profile,
+        })  # fmt: skip
 
 
-def exit_on_error(main: Callable[[], None]) -> None:
-    """Run a job's main; expected failures end with one clear line and exit status 2, not a traceback."""
-    from shopguard.privacy import PseudonymKeyError
-    from shopguard.registry import ModelIntegrityError, ModelNotFoundError
-    from shopguard.scoring import ModelMismatchError
-    from shopguard.storage import StorageError
-    from shopguard.validation import SchemaError
-
+def run_job(main: Callable[[], None]) -> int:
+    """Run a job's main and return its exit code (errors.ExitCode): expected failures end with one line
+    that names the cause and what to do, not a traceback; the unexpected keep their traceback."""
     configure_logging()
     try:
         main()
-    except (
-        ConfigError,
-        SchemaError,
-        StorageError,
-        ModelMismatchError,
-        ModelNotFoundError,
-        ModelIntegrityError,
-        PseudonymKeyError,
-        JobError,
-    ) as exc:
-        log.error("%s: %s", type(exc).__name__, exc)
-        sys.exit(2)
+    except SystemExit as exc:  # argparse: 0 for --help, 2 for a bad argument
+        return int(exc.code or 0) if isinstance(exc.code, int) else ExitCode.USAGE
+    except BaseException as exc:  # noqa: BLE001 - every outcome becomes an exit code
+        code, line = classify(exc)
+        if code == ExitCode.FAILURE:
+            log.exception("unexpected failure")
+        log.error("exit %d (%s): %s", int(code), MEANING[code], line)
+        return int(code)
+    return int(ExitCode.OK)
+
+
+def main_entry(main: Callable[[], None]) -> None:
+    """`if __name__ == "__main__"` of every job: exit with the job's code, whatever the libraries it loaded
+    do at interpreter shutdown (a native library aborting in its destructor cannot turn 0 into 134)."""
+    code = run_job(main)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def pseudonym_key(settings: Settings) -> bytes | None:
@@ -207,34 +216,3 @@ def pseudonym_key(settings: Settings) -> bytes | None:
     from shopguard.privacy import load_key
 
     return load_key(settings.privacy.key_env, settings.privacy.key_file, settings.conf_dir)
-
-
-class JobError(RuntimeError):
-    """A job cannot do what it was asked with the data it found (e.g. no features for that date)."""
-
-
-def submit_args(argv: Sequence[str]) -> list[str]:
-    """spark-submit options for a job invoked with `argv` (job-specific arguments are ignored)."""
-    parser = job_arg_parser("spark-submit options")
-    args, _ = parser.parse_known_args(argv)
-    settings = settings_from_args(args)
-    options = ["--master", settings.spark.master, "--name", settings.spark.app_name]
-    for key, value in spark_conf(settings.spark).items():
-        options += ["--conf", f"{key}={value}"]
-    return options
-
-
-def _main(argv: Sequence[str]) -> int:
-    if not argv or argv[0] != "submit-args":
-        print("usage: python -m shopguard.runtime submit-args [job arguments]", file=sys.stderr)
-        return 2
-    try:
-        print("\n".join(submit_args(argv[1:])))
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))

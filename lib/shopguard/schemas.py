@@ -117,6 +117,10 @@ PARTITION_COLUMNS: dict[str, str] = {
     "quarantine": "snapshot_date",
 }
 
+# Input logs: the date each row is filed under (partition) and the time it happened (windows use the time).
+DATE_COLUMN: dict[str, str] = {"clicks": "event_date", "transactions": "order_date"}
+TIME_COLUMN: dict[str, str] = {"clicks": "event_time", "transactions": "order_time", "labels": "labelled_at"}
+
 # Columns that hold identifiers: trimmed and lower-cased by validation so "U1 " and "u1" are one user.
 ID_COLUMNS: dict[str, tuple[str, ...]] = {
     "clicks": ("user_id", "session_id", "item_id", "category_id", "device_id"),

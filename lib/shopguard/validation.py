@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 from datetime import UTC, date, datetime, timedelta
 
 from pyspark import StorageLevel
@@ -82,8 +83,24 @@ class Validated:
 
     def counts(self) -> tuple[int, int]:
         """(rows read, rows quarantined) in one pass."""
-        row = self.flagged.agg(F.count(F.lit(1)).alias("read"), F.count(REASON).alias("bad")).first()
-        return int(row["read"]), int(row["bad"])
+        tally = self.tally()
+        return tally.read, tally.quarantined
+
+    def tally(self) -> Counts:
+        """Rows read, rows quarantined, and valid rows that happened on the snapshot date, in one pass."""
+        day = datetime.combine(self.snapshot_date, datetime.min.time(), tzinfo=UTC)
+        moment = F.col(schemas.TIME_COLUMN[self.table])
+        on_date = F.col(REASON).isNull() & (moment >= F.lit(day)) & (moment < F.lit(day + timedelta(days=1)))
+        row = self.flagged.agg(
+            F.count(F.lit(1)).alias("read"), F.count(REASON).alias("bad"), F.count_if(on_date).alias("on_date")
+        ).first()
+        return Counts(int(row["read"]), int(row["bad"]), int(row["on_date"]))
+
+
+class Counts(NamedTuple):
+    read: int
+    quarantined: int
+    on_date: int  # valid rows that happened on the snapshot date itself
 
 
 # --------------------------------------------------------------------------- schema
@@ -100,7 +117,7 @@ def _castable(source: T.DataType, target: T.DataType) -> bool:
     if isinstance(target, (T.TimestampType, T.DateType)):
         return isinstance(source, (T.TimestampType, T.TimestampNTZType, T.DateType, T.StringType))
     if isinstance(target, _INTEGRAL):
-        return isinstance(source, _INTEGRAL)
+        return isinstance(source, (*_INTEGRAL, T.StringType))
     if isinstance(target, T.DoubleType):
         return isinstance(source, _NUMERIC)
     if isinstance(target, T.StringType):
@@ -154,9 +171,9 @@ def conform(df: DataFrame, table: str, mapping: dict[str, str]) -> DataFrame:
     source_struct = F.struct(*[F.col(f"`{c}`") for c in df.columns if c in used])
     out = df.select(*selected, source_struct.alias(SOURCE))
     for name in parsed_from_string:
-        out = out.withColumn(
-            f"_unparsable_{name}",
-            F.col(f"{SOURCE}.`{mapping.get(name, name)}`").isNotNull() & F.col(name).isNull(),
+        raw = F.col(f"{SOURCE}.`{mapping.get(name, name)}`")
+        out = out.withColumn(f"_raw_{name}", raw).withColumn(
+            f"_unparsable_{name}", raw.isNotNull() & F.col(name).isNull()
         )
     return out
 
@@ -221,10 +238,12 @@ def _string_checks(df: DataFrame, table: str, rules: Rules) -> list[tuple[Column
     ]
 
 
-def row_checks(df: DataFrame, table: str, rules: Rules) -> list[tuple[Column, str]]:
+def row_checks(df: DataFrame, table: str, rules: Rules) -> list[tuple[Column, str | Column]]:
     """(condition that makes a row bad, reason) for each rule of `table`."""
     unparsable = [c for c in schemas.CANONICAL[table].fieldNames() if f"_unparsable_{c}" in df.columns]
-    checks = [(F.col(f"_unparsable_{c}"), f"unparsable {c}") for c in unparsable]
+    checks: list[tuple[Column, str | Column]] = [
+        (F.col(f"_unparsable_{c}"), f"unparsable {c}") for c in unparsable if (table, c) != ("labels", "label")
+    ]
     checks += [
         (F.col(c).isNull() & (~F.col(f"_unparsable_{c}") if c in unparsable else F.lit(True)), f"missing {c}")
         for c in schemas.REQUIRED_NON_NULL[table]
@@ -257,18 +276,28 @@ def row_checks(df: DataFrame, table: str, rules: Rules) -> list[tuple[Column, st
             ),
         ]
     elif table == "labels":
+        # The value as given (text from a CSV, or a number), so the analyst sees what was refused.
+        given = F.col("_raw_label") if "_raw_label" in df.columns else F.col("label").cast("string")
         checks += [
-            (~F.col("label").isin(0, 1), "label not 0 or 1"),
+            (
+                ~F.col("label").isin(0, 1) | (F.col("label").isNull() & given.isNotNull()),
+                F.concat(F.lit("label '"), given, F.lit("' is not 0 or 1")),
+            ),
             (F.col("labelled_at").isNull(), "missing labelled_at"),
         ]
     checks += _string_checks(df, table, rules)
     return checks
 
 
-def quarantine_reason(checks: list[tuple[Column, str]]) -> Column:
+def quarantine_reason(checks: list[tuple[Column, str | Column]]) -> Column:
     """All failed rules joined by '; ', or null for a good row."""
     failed = F.array_compact(
-        F.array(*[F.when(F.coalesce(cond, F.lit(False)), F.lit(msg)) for cond, msg in checks])
+        F.array(
+            *[
+                F.when(F.coalesce(cond, F.lit(False)), msg if isinstance(msg, Column) else F.lit(msg))
+                for cond, msg in checks
+            ]
+        )
     )
     return F.when(F.size(failed) > 0, F.concat_ws("; ", failed))
 

@@ -1,0 +1,223 @@
+"""The command line of every job, declared once: its options, the setting each one overrides, and the checks
+`submit.sh` runs before a JVM starts.
+
+    python -m shopguard.cli submit-args JOB [args]   spark-submit options, or exit 2 with the reason
+    python -m shopguard.cli help JOB                 the job's usage
+    python -m shopguard.cli models [args]            model versions with mode, date, thresholds, metrics
+    python -m shopguard.cli runs [args]              past job runs and their outcome
+
+Nothing here imports Spark or Keras, so a bad argument is answered in well under a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from shopguard.config import DEFAULT_CONF_DIR, ConfigError, Settings, load_settings
+from shopguard.errors import ExitCode
+
+JOBS_DIR = Path(__file__).resolve().parents[2] / "jobs"
+MODES = ("autoencoder", "semi_supervised", "classifier")
+
+
+def parse_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date; expected YYYY-MM-DD") from None
+
+
+@dataclass(frozen=True)
+class Option:
+    """One job option; `setting` is the section.key it overrides when given (None: the job's own)."""
+
+    flag: str
+    setting: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+DATE = Option("--date", None, {"type": parse_date, "required": True,
+                               "help": "snapshot date, YYYY-MM-DD (UTC day, inclusive)"})  # fmt: skip
+
+JOB_OPTIONS: dict[str, tuple[Option, ...]] = {
+    "generate": (
+        Option("--users", "generate.users", {"type": int, "help": "users to simulate"}),
+        Option("--days", "generate.days", {"type": int, "help": "days to simulate, ending on --end-date"}),
+        Option("--end-date", "generate.end_date", {"type": parse_date, "help": "last simulated day (default: yesterday)"}),
+        Option("--seed", "generate.seed", {"type": int, "help": "random seed"}),
+    ),
+    "features": (
+        DATE,
+        Option("--allow-empty", "validation.allow_empty", {"action": "store_const", "const": True,
+               "help": "an input table without rows for the date is expected: write an empty snapshot"}),
+    ),
+    "train": (DATE, Option("--mode", "model.mode", {"choices": MODES, "help": "model.mode"})),
+    "score": (
+        DATE,
+        Option("--model-version", "scoring.model_version",
+               {"help": "model to use (default: scoring.model_version, else the newest)"}),
+    ),
+    "summary": (DATE,),
+    "evaluate": (
+        DATE,
+        Option("--scores-table", None, {"action": "append", "help": "scores table(s) to evaluate (default: scores)"}),
+        Option("--against", "evaluation.against", {"choices": ["labels", "truth"], "help": "evaluation.against"}),
+        Option("--report", None, {"help": "HTML file to write (default: evaluation.report_dir/evaluation-DATE-RUN.html)"}),
+    ),
+    "label": (
+        Option("--verdicts", None, {"required": True,
+               "help": "CSV file of verdicts: user_id,label (0 or 1),anomaly_type[,labelled_at]"}),
+    ),
+    "maintenance": (
+        Option("--retention-hours", "maintenance.retention_hours", {"type": int, "help": "maintenance.retention_hours"}),
+        Option("--dry-run", None, {"action": "store_true", "help": "list the files, delete nothing"}),
+    ),
+}  # fmt: skip
+
+
+def _common_parser(description: str | None, prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--profile", default=os.environ.get("SHOPGUARD_PROFILE", "local"),
+                        help="conf/profiles/<profile>.yml to use (default: local, or $SHOPGUARD_PROFILE)")
+    parser.add_argument("--conf-dir", default=os.environ.get("SHOPGUARD_CONF_DIR") or str(DEFAULT_CONF_DIR),
+                        help="the configuration folder (default: the repository's conf/, or $SHOPGUARD_CONF_DIR)")
+    parser.add_argument("--conf-file", action="append", default=[], help="extra YAML merged over conf/")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a setting: --set model.epochs=5")
+    parser.add_argument("--master", help="Spark master (overrides spark.master)")
+    parser.add_argument("--log-file", help="also write the log to this file")
+    return parser  # fmt: skip
+
+
+def job_description(job: str) -> str | None:
+    """The job file's docstring, read without importing it (the job imports Spark)."""
+    path = JOBS_DIR / f"{job}.py"
+    return ast.get_docstring(ast.parse(path.read_text())) if path.exists() else None
+
+
+def job_parser(job: str, description: str | None = None) -> argparse.ArgumentParser:
+    if job not in JOB_OPTIONS:
+        raise ConfigError(f"unknown job {job!r}; expected one of {sorted(JOB_OPTIONS)}")
+    parser = _common_parser(description or job_description(job), prog=f"submit.sh {job}")
+    for option in JOB_OPTIONS[job]:
+        parser.add_argument(option.flag, **option.kwargs)
+    return parser
+
+
+def settings_from_args(job: str, args: argparse.Namespace) -> Settings:
+    """Settings from conf/ and the command line: --set overrides, then the job's own flags that override
+    a setting (a flag left out overrides nothing)."""
+    overrides = list(args.overrides)
+    if args.master:
+        overrides.append(f"spark.master={args.master}")
+    for option in JOB_OPTIONS[job]:
+        value = getattr(args, option.flag.lstrip("-").replace("-", "_"))
+        if option.setting and value is not None:
+            overrides.append(f"{option.setting}={value}")
+    return load_settings(args.profile, conf_files=args.conf_file, overrides=overrides, conf_dir=args.conf_dir)
+
+
+def parse(job: str, argv: Sequence[str] | None, description: str | None = None):
+    """A job's arguments and its validated settings; argparse exits 2 on a bad argument."""
+    args = job_parser(job, description).parse_args(argv)
+    if args.log_file:
+        from shopguard.runtime import add_log_file
+
+        add_log_file(args.log_file)
+    settings = settings_from_args(job, args)
+    logging.getLogger().setLevel(settings.logging.level)
+    return args, settings
+
+
+def submit_args(job: str, argv: Sequence[str]) -> list[str]:
+    """spark-submit options for `job` run with `argv`, after checking every argument and setting."""
+    from shopguard.runtime import spark_conf
+
+    _, settings = parse(job, argv)
+    options = ["--master", settings.spark.master, "--name", f"{settings.spark.app_name}-{job}"]
+    for key, value in spark_conf(settings.spark).items():
+        options += ["--conf", f"{key}={value}"]
+    return options
+
+
+# --------------------------------------------------------------------------- listings (no Spark)
+
+
+def list_models(settings: Settings) -> list[dict[str, Any]]:
+    """Every model version, newest first, with what an operator needs to pick one."""
+    from shopguard.registry import describe_versions
+
+    return describe_versions(settings.tables.path("models"))
+
+
+def list_runs(settings: Settings, last: int) -> list[dict[str, Any]]:
+    from shopguard.runlog import read_runs
+
+    return read_runs(settings.tables.path("runs"), last)
+
+
+def _print_models(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        print("no model versions")
+    for row in rows:
+        if "problem" in row:
+            print(f"{row['version']}  UNUSABLE: {row['problem']}")
+            continue
+        t, m = row["thresholds"], row["metrics"]
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in m.items())
+        print(f"{row['version']}  mode {row['mode']}  trained for {row['snapshot_date']}  "
+              f"alert >= {t.get('alert', float('nan')):.4g}  block >= {t.get('block', float('nan')):.4g}  {metrics}")  # fmt: skip
+
+
+def _print_runs(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        print("no runs recorded")
+    for r in rows:
+        print(f"{r['started_at'][:19]}  {r['job']:<12} {r.get('date') or '':<10}  exit {r['exit_code']} "
+              f"{r['outcome']:<8} {r['seconds']:>7.1f} s  {r['run_id']}  {r.get('message') or ''}")  # fmt: skip
+
+
+def main(argv: Sequence[str]) -> int:
+    if not argv or argv[0] not in ("submit-args", "help", "models", "runs"):
+        print(__doc__, file=sys.stderr)
+        return ExitCode.USAGE
+    command, rest = argv[0], list(argv[1:])
+    try:
+        if command in ("submit-args", "help"):
+            if not rest:
+                raise ConfigError(f"{command} needs a job name; expected one of {sorted(JOB_OPTIONS)}")
+            if command == "help":
+                job_parser(rest[0]).print_help()
+                return ExitCode.OK
+            print("\n".join(submit_args(rest[0], rest[1:])))
+            return ExitCode.OK
+        parser = _common_parser(f"shopguard {command}", prog=f"submit.sh {command}")
+        parser.add_argument("--last", type=int, default=30, help="how many (runs only)")
+        parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+        args = parser.parse_args(rest)
+        settings = load_settings(args.profile, args.conf_file, args.overrides, args.conf_dir)
+        rows = list_models(settings) if command == "models" else list_runs(settings, args.last)
+        if args.json:
+            print("\n".join(json.dumps(r, default=str) for r in rows))
+        else:
+            (_print_models if command == "models" else _print_runs)(rows)
+        return ExitCode.OK
+    except ConfigError as exc:
+        print(f"shopguard: ConfigError: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,83 @@
+"""Reading an input log for the windows of one snapshot, whatever its layout: partitioned by a date, by
+YYYY-MM-DD strings or by a timestamp, with sub-partitions (an hour) below the date, or not partitioned at all.
+A layout that cannot be read correctly is refused before anything runs, naming the setting that fixes it."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import date, datetime, time, timedelta
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from shopguard import schemas
+from shopguard.config import ConfigError
+from shopguard.storage import DeltaStorage, Predicate
+
+log = logging.getLogger(__name__)
+
+_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class LayoutError(ConfigError):
+    """An input table is laid out in a way shopguard cannot read correctly without a setting."""
+
+
+def _partition_filter(
+    storage: DeltaStorage, path: str, version: int, column: str, dtype: T.DataType, first: date, last: date
+) -> list[Predicate]:
+    """Predicates selecting the days first..last on a partition column of type `dtype`."""
+    if isinstance(dtype, T.DateType):
+        return [(column, ">=", first), (column, "<=", last)]
+    if isinstance(dtype, (T.TimestampType, T.TimestampNTZType)):
+        start, end = datetime.combine(first, time.min), datetime.combine(last + timedelta(days=1), time.min)
+        return [(column, ">=", start), (column, "<", end)]
+    if isinstance(dtype, T.StringType):
+        values = {p[column] for p in storage.partition_values(path, version=version)} - {None}
+        odd = sorted(v for v in values if not _ISO_DAY.match(str(v)))
+        if odd:
+            raise LayoutError(
+                f"{path} is partitioned by the string column {column!r} with values such as {odd[:3]}, not "
+                "YYYY-MM-DD days, so its partitions cannot be selected by date; rewrite the partitions as "
+                "YYYY-MM-DD or as a date column"
+            )
+        return [(column, ">=", first.isoformat()), (column, "<=", last.isoformat())]
+    raise LayoutError(
+        f"{path} is partitioned by {column!r} of type {dtype.simpleString()}; expected a date, a timestamp or "
+        "YYYY-MM-DD strings"
+    )
+
+
+def read_window(
+    storage: DeltaStorage, path: str, table: str, mapping: dict[str, str], version: int, first: date, last: date
+) -> DataFrame:
+    """Rows of input `table` (source column names) dated first..last, pruning partitions where it can."""
+    canonical = schemas.DATE_COLUMN[table]
+    setting = f"columns.{table}.{canonical}"
+    date_column, time_column = mapping[canonical], mapping[schemas.TIME_COLUMN[table]]
+    schema = storage.schema(path)
+    partitions = storage.partition_columns(path)
+    if date_column in partitions:
+        dtype = schema[date_column].dataType
+        return storage.read(
+            path, version=version, where=_partition_filter(storage, path, version, date_column, dtype, first, last)
+        )
+    if partitions and date_column not in schema.fieldNames():
+        raise LayoutError(
+            f"{table} table {path} is partitioned by {partitions}, and has no column {date_column!r} "
+            f"({setting}): if {partitions[0]!r} holds the {table} date, run with --set {setting}={partitions[0]} "
+            f"(or put it under columns: in conf/)"
+        )
+    log.warning(
+        "%s: %s is not a partition column of %s (partitions: %s): reading the whole table and keeping the "
+        "rows of %s..%s; partition the table by its date to read less",
+        table, date_column, path, partitions or "none", first, last,
+    )  # fmt: skip
+    df = storage.read(path, version=version)
+    if date_column not in schema.fieldNames():
+        if time_column not in schema.fieldNames():
+            return df  # conform names what is missing
+        df = df.withColumn(date_column, F.to_date(F.col(time_column)))
+    return df.where(F.col(date_column).cast("date").between(first, last))
