@@ -36,7 +36,11 @@ def main(argv: list[str] | None = None) -> None:
         # extract: every column as text, so a refused value is quarantined as the analyst wrote it
         raw = spark.read.option("header", True).option("inferSchema", False).csv(args.verdicts)
         if "labelled_at" not in raw.columns:  # the same file always gives the same verdict times
-            saved = datetime.fromtimestamp(os.path.getmtime(args.verdicts), UTC) if "://" not in args.verdicts else now
+            saved = (
+                datetime.fromtimestamp(os.path.getmtime(args.verdicts), UTC)
+                if "://" not in args.verdicts
+                else now
+            )
             raw = raw.withColumn("labelled_at", F.lit(saved.isoformat(sep=" ")))
 
         # transform

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 
 from pyspark import StorageLevel
 
-from shopguard.registry import load_model
 from shopguard.cli import parse
+from shopguard.registry import load_model
 from shopguard.runtime import InputError, main_entry, spark_job
 from shopguard.scoring import ScoringPlan, check_features_match, score_users
 

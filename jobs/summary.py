@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 
+from shopguard.cli import parse
 from shopguard.evaluation import format_table, ranking_summary
 from shopguard.labels import usable_verdicts
 from shopguard.privacy import pseudonymise
-from shopguard.cli import parse
 from shopguard.runtime import InputError, main_entry, pseudonym_key, spark_job
 
 log = logging.getLogger("shopguard.summary")

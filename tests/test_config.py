@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 
-from shopguard.config import DEFAULT_CONF_DIR, ConfigError, load_settings, parse_override
 from shopguard.cli import submit_args
+from shopguard.config import DEFAULT_CONF_DIR, ConfigError, load_settings, parse_override
 from shopguard.runtime import REQUIRED_SPARK_CONF
 
 
@@ -66,7 +66,8 @@ def test_unknown_profile_lists_the_known_ones():
 
 def test_spark_submit_gets_master_and_settings_from_the_configuration():
     options = submit_args(
-        "score", ["--date", "2026-11-22", "--set", "spark.conf.spark.executor.memory=3g", "--master", "local[2]"]
+        "score",
+        ["--date", "2026-11-22", "--set", "spark.conf.spark.executor.memory=3g", "--master", "local[2]"],
     )
     assert options[:2] == ["--master", "local[2]"]
     pairs = {options[i + 1] for i, o in enumerate(options) if o == "--conf"}
@@ -86,4 +87,7 @@ def test_the_configuration_folder_comes_from_the_environment_when_the_package_li
     shutil.copytree(DEFAULT_CONF_DIR, conf, ignore=shutil.ignore_patterns("local"))
     (conf / "profiles" / "staging.yml").write_text("spark: {master: 'spark://staging:7077'}\n")
     monkeypatch.setenv("SHOPGUARD_CONF_DIR", str(conf))
-    assert submit_args("summary", ["--profile", "staging", "--date", "2026-11-22"])[:2] == ["--master", "spark://staging:7077"]
+    assert submit_args("summary", ["--profile", "staging", "--date", "2026-11-22"])[:2] == [
+        "--master",
+        "spark://staging:7077",
+    ]

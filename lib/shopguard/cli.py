@@ -89,13 +89,25 @@ def _common_parser(description: str | None, prog: str | None = None) -> argparse
     parser = argparse.ArgumentParser(
         prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--profile", default=os.environ.get("SHOPGUARD_PROFILE", "local"),
-                        help="conf/profiles/<profile>.yml to use (default: local, or $SHOPGUARD_PROFILE)")
-    parser.add_argument("--conf-dir", default=os.environ.get("SHOPGUARD_CONF_DIR") or str(DEFAULT_CONF_DIR),
-                        help="the configuration folder (default: the repository's conf/, or $SHOPGUARD_CONF_DIR)")
+    parser.add_argument(
+        "--profile",
+        default=os.environ.get("SHOPGUARD_PROFILE", "local"),
+        help="conf/profiles/<profile>.yml to use (default: local, or $SHOPGUARD_PROFILE)",
+    )
+    parser.add_argument(
+        "--conf-dir",
+        default=os.environ.get("SHOPGUARD_CONF_DIR") or str(DEFAULT_CONF_DIR),
+        help="the configuration folder (default: the repository's conf/, or $SHOPGUARD_CONF_DIR)",
+    )
     parser.add_argument("--conf-file", action="append", default=[], help="extra YAML merged over conf/")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override a setting: --set model.epochs=5")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a setting: --set model.epochs=5",
+    )
     parser.add_argument("--master", help="Spark master (overrides spark.master)")
     parser.add_argument("--log-file", help="also write the log to this file")
     return parser  # fmt: skip
@@ -177,8 +189,9 @@ def _print_models(rows: list[dict[str, Any]]) -> None:
             continue
         t, m = row["thresholds"], row["metrics"]
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in m.items())
+        alert, block = t.get("alert", float("nan")), t.get("block", float("nan"))
         print(f"{row['version']}  mode {row['mode']}  trained for {row['snapshot_date']}  "
-              f"alert >= {t.get('alert', float('nan')):.4g}  block >= {t.get('block', float('nan')):.4g}  {metrics}")  # fmt: skip
+              f"alert >= {alert:.4g}  block >= {block:.4g}  {metrics}")  # fmt: skip
 
 
 def _print_runs(rows: list[dict[str, Any]]) -> None:

@@ -73,7 +73,8 @@ def classify(exc: BaseException) -> tuple[ExitCode, str]:
     if isinstance(exc, (ConfigError, PseudonymKeyError, SchemaMismatchError)):
         return ExitCode.USAGE, f"{kind}: {first_line}"
     if isinstance(
-        exc, (JobError, SchemaError, StorageError, ModelNotFoundError, ModelIntegrityError, ModelMismatchError)
+        exc,
+        (JobError, SchemaError, StorageError, ModelNotFoundError, ModelIntegrityError, ModelMismatchError),
     ):
         return ExitCode.INPUT, f"{kind}: {first_line}"
     path = unreadable_file(exc)

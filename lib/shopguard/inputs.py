@@ -51,7 +51,13 @@ def _partition_filter(
 
 
 def read_window(
-    storage: DeltaStorage, path: str, table: str, mapping: dict[str, str], version: int, first: date, last: date
+    storage: DeltaStorage,
+    path: str,
+    table: str,
+    mapping: dict[str, str],
+    version: int,
+    first: date,
+    last: date,
 ) -> DataFrame:
     """Rows of input `table` (source column names) dated first..last, pruning partitions where it can."""
     canonical = schemas.DATE_COLUMN[table]
@@ -62,7 +68,9 @@ def read_window(
     if date_column in partitions:
         dtype = schema[date_column].dataType
         return storage.read(
-            path, version=version, where=_partition_filter(storage, path, version, date_column, dtype, first, last)
+            path,
+            version=version,
+            where=_partition_filter(storage, path, version, date_column, dtype, first, last),
         )
     if partitions and date_column not in schema.fieldNames():
         raise LayoutError(

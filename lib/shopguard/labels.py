@@ -59,5 +59,7 @@ def attach_labels(features: DataFrame, labels: DataFrame) -> DataFrame:
 def new_rows(rows: DataFrame, existing: DataFrame, key: list[str]) -> DataFrame:
     """Rows whose `key` (nulls equal) is not among `existing`: appending only these makes a load idempotent."""
     new, old = rows.alias("_new"), existing.select(*key).alias("_old")
-    condition = reduce(lambda a, b: a & b, [F.col(f"_new.`{c}`").eqNullSafe(F.col(f"_old.`{c}`")) for c in key])
+    condition = reduce(
+        lambda a, b: a & b, [F.col(f"_new.`{c}`").eqNullSafe(F.col(f"_old.`{c}`")) for c in key]
+    )
     return new.join(old, condition, "left_anti")

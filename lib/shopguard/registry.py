@@ -6,7 +6,8 @@
     tensorboard/    training curves
 
 A version is written into a hidden folder and moved into place once whole, so a version folder without
-metadata is damage, and scoring refuses it by name rather than quietly using an older version. Nothing here unpickles: models load with Keras' safe_mode and metadata is JSON.
+metadata is damage, and scoring refuses it by name rather than quietly using an older version. Nothing here
+unpickles: models load with Keras' safe_mode and metadata is JSON.
 """
 
 from __future__ import annotations
@@ -187,8 +188,12 @@ def describe_versions(models_root: str) -> list[dict[str, Any]]:
         except ModelNotFoundError as exc:
             described.append({"version": version, "problem": str(exc)})
             continue
-        thresholds = {k: v for k, v in meta.get("thresholds", {}).items() if k in ("alert", "block", "method")}
-        metrics = {k: v for k, v in meta.get("metrics", {}).items() if k.startswith("val_") and "loss" not in k}
+        thresholds = {
+            k: v for k, v in meta.get("thresholds", {}).items() if k in ("alert", "block", "method")
+        }
+        metrics = {
+            k: v for k, v in meta.get("metrics", {}).items() if k.startswith("val_") and "loss" not in k
+        }
         described.append({
             "version": version, "mode": meta.get("mode"), "created_at": meta.get("created_at"),
             "snapshot_date": meta.get("training", {}).get("snapshot_date"), "thresholds": thresholds,

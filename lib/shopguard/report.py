@@ -198,7 +198,9 @@ def render(snapshot_date: date, results: list[ScorerResult], metrics: pd.DataFra
     notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes or [])
     warnings_html = "".join(f'<p class="warning" data-warning>{html.escape(w)}</p>' for w in warnings or [])
     shown = set(metrics.metric)
-    meanings = "".join(f"<li>{html.escape(text)}</li>" for name, text in METRIC_MEANINGS.items() if name in shown)
+    meanings = "".join(
+        f"<li>{html.escape(text)}</li>" for name, text in METRIC_MEANINGS.items() if name in shown
+    )
     positives = int(results[0].frame["anomaly_type"].notna().sum()) if results else 0
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>shopguard evaluation {snapshot_date}</title>

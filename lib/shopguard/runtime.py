@@ -11,7 +11,6 @@ import logging
 import os
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -185,7 +184,6 @@ def spark_job(
 def run_job(main: Callable[[], None]) -> int:
     """Run a job's main and return its exit code (errors.ExitCode): expected failures end with one line
     that names the cause and what to do, not a traceback; the unexpected keep their traceback."""
-    configure_logging()
     try:
         main()
     except SystemExit as exc:  # argparse: 0 for --help, 2 for a bad argument
@@ -202,6 +200,7 @@ def run_job(main: Callable[[], None]) -> int:
 def main_entry(main: Callable[[], None]) -> None:
     """`if __name__ == "__main__"` of every job: exit with the job's code, whatever the libraries it loaded
     do at interpreter shutdown (a native library aborting in its destructor cannot turn 0 into 134)."""
+    configure_logging()
     code = run_job(main)
     logging.shutdown()
     sys.stdout.flush()

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import NamedTuple
 from datetime import UTC, date, datetime, timedelta
+from typing import NamedTuple
 
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
@@ -92,7 +92,9 @@ class Validated:
         moment = F.col(schemas.TIME_COLUMN[self.table])
         on_date = F.col(REASON).isNull() & (moment >= F.lit(day)) & (moment < F.lit(day + timedelta(days=1)))
         row = self.flagged.agg(
-            F.count(F.lit(1)).alias("read"), F.count(REASON).alias("bad"), F.count_if(on_date).alias("on_date")
+            F.count(F.lit(1)).alias("read"),
+            F.count(REASON).alias("bad"),
+            F.count_if(on_date).alias("on_date"),
         ).first()
         return Counts(int(row["read"]), int(row["bad"]), int(row["on_date"]))
 
@@ -242,7 +244,9 @@ def row_checks(df: DataFrame, table: str, rules: Rules) -> list[tuple[Column, st
     """(condition that makes a row bad, reason) for each rule of `table`."""
     unparsable = [c for c in schemas.CANONICAL[table].fieldNames() if f"_unparsable_{c}" in df.columns]
     checks: list[tuple[Column, str | Column]] = [
-        (F.col(f"_unparsable_{c}"), f"unparsable {c}") for c in unparsable if (table, c) != ("labels", "label")
+        (F.col(f"_unparsable_{c}"), f"unparsable {c}")
+        for c in unparsable
+        if (table, c) != ("labels", "label")
     ]
     checks += [
         (F.col(c).isNull() & (~F.col(f"_unparsable_{c}") if c in unparsable else F.lit(True)), f"missing {c}")
