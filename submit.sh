@@ -99,6 +99,12 @@ case "${1:-help}" in
     pip_install --upgrade pip
     pip_install -e ".[dev]"
     install_chromium
+    # Delta Lake's jars for this Spark, through Spark's own Ivy from Maven Central (conf/spark/ivysettings.xml)
+    # into storage.delta_jars (git-ignored); set storage.delta_jars: null in conf/local to go without them.
+    if [[ -z "$(ls build/delta-jars/*.jar 2>/dev/null)" ]]; then
+      "$PY" -m shopguard.deltajars 2> >(grep -v "^\s*found \|^downloading \|SUCCESSFUL\|^\s*\[SUCCESSFUL" >&2) \
+        || die "could not fetch Delta's jars (above); set storage.delta_jars: null in conf/local to use delta-rs only"
+    fi
     TF_CPP_MIN_LOG_LEVEL=3 "$PY" -c 'import pyspark, deltalake, keras, shopguard; print(f"pyspark {pyspark.__version__}, deltalake {deltalake.__version__}, keras {keras.__version__}: ready")'
     ;;
   test)

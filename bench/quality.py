@@ -63,7 +63,9 @@ def main() -> None:
         "--set", "model.holdout_share=0.5",
     ]  # fmt: skip
     settings = load_settings(overrides=[common[i + 1] for i in range(0, len(common), 2)])
-    spark = build_spark(settings.spark.model_copy(update={"master": "local[*,4]"}), "shopguard-bench-quality")
+    spark = build_spark(
+        settings.spark.model_copy(update={"master": "local[*,4]"}), "shopguard-bench-quality", settings.storage
+    )
     timings = {}
 
     def step(name: str, main, argv: list[str]) -> None:
@@ -93,9 +95,9 @@ def main() -> None:
 
 def _print_table(spark, root: str, report: Path, timings: dict[str, float]) -> None:
     from shopguard.evaluation import format_table
-    from shopguard.storage import DeltaRsStorage
+    from shopguard.storage import open_storage
 
-    rows = DeltaRsStorage(spark).read(f"{root}/evaluations", where=[("snapshot_date", "=", DAY)]).toPandas()
+    rows = open_storage(spark).read(f"{root}/evaluations", where=[("snapshot_date", "=", DAY)]).toPandas()
     rows = rows[rows.run_id == rows.sort_values("evaluated_at").run_id.iloc[-1]]  # this run's evaluation
     name = {
         v: v.split("-")[1] if "-" in v and not v.startswith("baseline") else v for v in rows.model_version

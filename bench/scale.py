@@ -69,7 +69,8 @@ def main() -> None:
     configure_logging()
     # The session the jobs would build from conf/ (they reuse this one), with room for ten million rows.
     overrides = ["spark.conf.spark.driver.memory=12g", "spark.conf.spark.sql.shuffle.partitions=16"]
-    spark = build_spark(load_settings(overrides=overrides).spark, "shopguard-bench-scale")
+    settings = load_settings(overrides=overrides)
+    spark = build_spark(settings.spark, "shopguard-bench-scale", settings.storage)
     reference = run(args.reference, args.days, Path(args.root) / "reference")
     large = run(args.users, args.days, Path(args.root) / "large")
     spark.stop()

@@ -22,9 +22,9 @@ PSEUDONYM_KEY = "test-pseudonym-key-0123456789"
 
 from deltalake import DeltaTable  # noqa: E402
 
-from shopguard.config import SparkSettings  # noqa: E402
+from shopguard.config import SparkSettings, StorageSettings  # noqa: E402
 from shopguard.runtime import build_spark  # noqa: E402
-from shopguard.storage import DeltaRsStorage  # noqa: E402
+from shopguard.storage import open_storage  # noqa: E402
 
 TEST_SPARK = SparkSettings(
     master="local[2,3]",  # failed tasks are retried, as on a cluster
@@ -35,6 +35,8 @@ TEST_SPARK = SparkSettings(
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.memory": "3g",
+        "spark.databricks.delta.snapshotPartitions": "2",
+        "spark.sql.sources.parallelPartitionDiscovery.parallelism": "4",
         "spark.executorEnv.TF_CPP_MIN_LOG_LEVEL": "2",
         "spark.executorEnv.TF_NUM_INTRAOP_THREADS": "1",
         "spark.executorEnv.TF_NUM_INTEROP_THREADS": "1",
@@ -52,15 +54,18 @@ SUBMIT_FAST = [
 
 @pytest.fixture(scope="session")
 def spark():
-    session = build_spark(TEST_SPARK)
+    session = build_spark(TEST_SPARK, storage=StorageSettings())  # with the Delta jars setup fetched
     yield session
     session.stop()
 
 
-@pytest.fixture
-def storage(spark):
-    """The delta-rs path: the one these machines can run (no Delta jars)."""
-    return DeltaRsStorage(spark)
+BACKENDS = ("delta-spark", "delta-rs")
+
+
+@pytest.fixture(params=BACKENDS)
+def storage(spark, request):
+    """Each storage test runs on both backends: delta-spark (the normal path) and delta-rs (the fallback)."""
+    return open_storage(spark, request.param)
 
 
 def load_job(name: str):

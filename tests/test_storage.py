@@ -34,8 +34,16 @@ def rows(spark, data):
     return spark.createDataFrame(data, SCHEMA)
 
 
-def test_auto_backend_is_delta_rs_without_delta_jars(spark):
-    assert open_storage(spark, "auto").name == "delta-rs"
+def test_auto_backend_is_delta_spark_once_setup_has_fetched_the_jars(spark):
+    from shopguard.config import StorageSettings
+    from shopguard.deltajars import jars
+
+    assert [j.name for j in jars(StorageSettings())] == [
+        "io.delta_delta-spark_4.2_2.13-4.4.0.jar",
+        "io.delta_delta-storage-4.4.0.jar",
+    ]
+    assert open_storage(spark, "auto").name == "delta-spark"
+    assert open_storage(spark, "delta-rs").name == "delta-rs"
 
 
 def test_write_creates_a_delta_table_any_reader_opens_with_partitions(spark, storage, tmp_path):
@@ -192,3 +200,28 @@ def test_partition_values_with_characters_hive_escapes_read_back(spark, storage,
     assert [r.user_id for r in storage.read(path, where=[("name", "=", "baseline:forest")]).collect()] == [
         "a"
     ]
+
+
+@pytest.mark.parametrize("first", ["delta-spark", "delta-rs"])
+def test_a_table_written_through_one_backend_is_read_appended_and_overwritten_through_the_other(
+    spark, tmp_path, first
+):
+    path = str(tmp_path / "t")
+    writer = open_storage(spark, first)
+    other = open_storage(spark, "delta-rs" if first == "delta-spark" else "delta-spark")
+    writer.write(rows(spark, [("a", 1.0, AT, D1)]), path, mode="append", partition_by=["day"])
+
+    assertDataFrameEqual(other.read(path), rows(spark, [("a", 1.0, AT, D1)]))
+    other.write(
+        rows(spark, [("b", 2.0, AT, D2)]), path, mode="append", partition_by=["day"], commit_info={"job": "x"}
+    )
+    other.write(rows(spark, [("c", 3.0, AT, D1)]), path, mode="overwrite", partition_by=["day"],
+                replace_where=[("day", "=", D1)])  # fmt: skip
+
+    expected = rows(spark, [("c", 3.0, AT, D1), ("b", 2.0, AT, D2)])
+    for reader in (writer, other):
+        assertDataFrameEqual(reader.read(path), expected)
+        assert [c.version for c in reader.history(path)] == [2, 1, 0]
+        assert reader.history(path)[1].info["job"] == "x"
+        assert reader.partition_values(path) == [{"day": "2026-11-01"}, {"day": "2026-11-02"}]
+    assert DeltaTable(path).version() == 2

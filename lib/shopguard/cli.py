@@ -159,7 +159,7 @@ def submit_args(job: str, argv: Sequence[str]) -> list[str]:
 
     _, settings = parse(job, argv)
     options = ["--master", settings.spark.master, "--name", f"{settings.spark.app_name}-{job}"]
-    for key, value in spark_conf(settings.spark).items():
+    for key, value in spark_conf(settings.spark, settings.storage).items():
         options += ["--conf", f"{key}={value}"]
     return options
 

@@ -76,6 +76,10 @@ class StorageSettings(_Section):
     backend: Literal["auto", "delta-spark", "delta-rs"] = "auto"
     # delta-rs options for object stores (e.g. AWS_REGION); credentials go in conf/local or the environment.
     storage_options: dict[str, str] = Field(default_factory=dict)
+    # Delta Lake's jars for the installed Spark, fetched by ./submit.sh setup into `delta_jars` (relative to
+    # the repository) and put on Spark's classpath by every job; null where the platform provides Delta.
+    delta_version: str = "4.4.0"
+    delta_jars: str | None = "build/delta-jars"
 
 
 def _identity_mapping(table: str) -> dict[str, str]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from shopguard.config import Settings, SparkSettings
+from shopguard.config import Settings, SparkSettings, StorageSettings
 from shopguard.errors import MEANING, ExitCode, InputError, JobError, classify
 
 if TYPE_CHECKING:
@@ -60,11 +60,15 @@ def add_log_file(path: str) -> None:
     logging.getLogger().addHandler(handler)
 
 
-def spark_conf(settings: SparkSettings) -> dict[str, str]:
-    return {**settings.conf, **REQUIRED_SPARK_CONF}
+def spark_conf(settings: SparkSettings, storage: StorageSettings | None = None) -> dict[str, str]:
+    """Everything the session is built with: conf/'s spark.conf, the Delta jars where setup fetched them,
+    and the settings shopguard's correctness depends on."""
+    from shopguard.deltajars import delta_conf
+
+    return {**settings.conf, **(delta_conf(storage) if storage else {}), **REQUIRED_SPARK_CONF}
 
 
-def build_spark(settings: SparkSettings, app_name: str | None = None):
+def build_spark(settings: SparkSettings, app_name: str | None = None, storage: StorageSettings | None = None):
     """The one place shopguard builds a SparkSession."""
     from pyspark.sql import SparkSession
 
@@ -74,7 +78,7 @@ def build_spark(settings: SparkSettings, app_name: str | None = None):
     builder = SparkSession.builder.appName(app_name or settings.app_name)
     if "PYSPARK_GATEWAY_PORT" not in os.environ:  # not launched by spark-submit, which set the master
         builder = builder.master(settings.master)
-    for key, value in spark_conf(settings).items():
+    for key, value in spark_conf(settings, storage).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
@@ -152,7 +156,7 @@ def spark_job(
     spark = (
         SparkSession.builder.getOrCreate()
         if owned_elsewhere
-        else build_spark(settings.spark, f"{settings.spark.app_name}-{job}")
+        else build_spark(settings.spark, f"{settings.spark.app_name}-{job}", settings.storage)
     )
     progress = StageProgress(spark, settings.logging.progress_seconds)
     if settings.logging.progress_seconds > 0:

@@ -1,9 +1,13 @@
 """Delta tables, read and written two ways behind one small interface.
 
-* `DeltaSparkStorage`: delta-spark, when the Delta jars are on Spark's classpath (production clusters).
-  Thin on purpose: it cannot be tested on machines without the jars.
-* `DeltaRsStorage`: Spark writes and reads the Parquet files in parallel; delta-rs (`deltalake`) keeps the
-  Delta log: the list of files of each version and the atomic commit that adds and removes them.
+* `DeltaSparkStorage`: delta-spark, when the Delta jars are on Spark's classpath: the normal path, on
+  clusters and locally once `./submit.sh setup` has fetched the jars (shopguard.deltajars).
+* `DeltaRsStorage`: the fallback where the jars are absent. Spark writes and reads the Parquet files in
+  parallel; delta-rs (`deltalake`) keeps the Delta log: the list of files of each version and the atomic
+  commit that adds and removes them.
+
+Both pass the same tests, and a table written through one is read, appended to and overwritten through the
+other.
 
 Either way the result is a genuine Delta table. Layout of a delta-rs write::
 
@@ -128,6 +132,13 @@ class DeltaStorage(ABC):
 
     @abstractmethod
     def partition_columns(self, path: str) -> list[str]: ...
+
+    def _version_of(self, path: str, write_id: str) -> int:
+        """The version a write committed, found by its id in the history (others may have committed since)."""
+        for commit in self.history(path, limit=50):
+            if commit.info.get("write_id") == write_id:
+                return commit.version
+        raise StorageError(f"commit of write {write_id} not found in the history of {path}")
 
     def check_schema(self, df: DataFrame, path: str, partition_by: Sequence[str] = ()) -> None:
         """Raise SchemaMismatchError when `df` cannot be written to the table at `path` (if there is one).
@@ -285,23 +296,24 @@ def _commit_json(commit_info: dict[str, Any] | None, write_id: str) -> str:
 
 
 class DeltaSparkStorage(DeltaStorage):
-    """delta-spark on the JVM. Needs io.delta:delta-spark on the classpath and the Delta SQL extensions."""
+    """delta-spark on the JVM: Delta's own writer, conflict detection, history and vacuum. Needs the Delta jars
+    on Spark's classpath and Delta's SQL extension (shopguard.deltajars puts both there)."""
 
     name = "delta-spark"
 
     def _table(self, path: str):
         from delta.tables import DeltaTable
 
+        if not self.exists(path):
+            raise StorageError(f"no Delta table at {path}")
         return DeltaTable.forPath(self.spark, path)
 
     def exists(self, path: str) -> bool:
         from delta.tables import DeltaTable
 
-        return DeltaTable.isDeltaTable(self.spark, path)
+        return bool(DeltaTable.isDeltaTable(self.spark, path))
 
     def version(self, path: str) -> int:
-        if not self.exists(path):
-            raise StorageError(f"no Delta table at {path}")
         return int(self._table(path).history(1).collect()[0]["version"])
 
     def schema(self, path: str) -> T.StructType:
@@ -311,6 +323,7 @@ class DeltaSparkStorage(DeltaStorage):
         return list(self._table(path).detail().first()["partitionColumns"])
 
     def read(self, path: str, *, version: int | None = None, where: Sequence[Predicate] = ()) -> DataFrame:
+        _check_predicates(where, self.partition_columns(path) if where else [])
         reader = self.spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
@@ -323,42 +336,82 @@ class DeltaSparkStorage(DeltaStorage):
         columns = self.partition_columns(path)
         if not columns:
             return []
-        distinct = self.read(path, version=version).select(*[F.col(c).cast("string") for c in columns])
-        return [row.asDict() for row in distinct.distinct().collect()]
+        distinct = self.read(path, version=version).select(*[F.col(c).cast("string").alias(c) for c in columns])
+        return sorted((row.asDict() for row in distinct.distinct().collect()), key=str)
 
     def write(self, df, path, *, mode, partition_by=(), replace_where=None, commit_info=None) -> int:
         partition_by = _check_write(df, mode, partition_by, replace_where)
         write_id = uuid.uuid4().hex
         self.check_schema(df, path, partition_by)
+        if self.exists(path):
+            df = df.select(*self.schema(path).fieldNames())
         writer = (
-            df.write.format("delta").mode(mode).option("userMetadata", _commit_json(commit_info, write_id))
+            _held_before_commit(df, write_id)
+            .write.format("delta")
+            .mode(mode)
+            .option("userMetadata", _commit_json(commit_info, write_id))
         )
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         if replace_where is not None:
             writer = writer.option("replaceWhere", " AND ".join(_predicate_sql(p) for p in replace_where))
-        writer.save(path)
-        return self.version(path)
+        try:
+            writer.save(path)
+        except Exception as exc:
+            text = f"{type(exc).__name__}: {exc}"
+            if "Concurrent" in type(exc).__name__ or "DELTA_CONCURRENT" in text:
+                raise ConcurrentWriteError(
+                    f"another job committed a conflicting change to {path} first; this write ({write_id}) was "
+                    f"not committed and the table is unchanged by it. Rerun the job. ({text.splitlines()[0]})"
+                ) from exc
+            if "DELTA_REPLACE_WHERE_MISMATCH" in text:
+                replaced = " AND ".join(_predicate_sql(p) for p in replace_where or [])
+                raise StorageError(
+                    f"rows outside the partitions replaced ({replaced}); nothing was committed"
+                ) from exc
+            raise
+        return self._version_of(path, write_id)
 
     def history(self, path: str, limit: int | None = None) -> list[Commit]:
-        rows = self._table(path).history(limit).collect() if limit else self._table(path).history().collect()
-        return [
-            Commit(
-                version=int(r["version"]),
-                timestamp=r["timestamp"],
-                operation=r["operation"],
-                info=json.loads(r["userMetadata"]) if r["userMetadata"] else {},
-            )
-            for r in rows
-        ]
+        table = self._table(path)
+        rows = (table.history(limit) if limit else table.history()).collect()
+        commits = []
+        for r in rows:
+            try:
+                info = json.loads(r["userMetadata"]) if r["userMetadata"] else {}
+            except json.JSONDecodeError:
+                info = {"userMetadata": r["userMetadata"]}
+            timestamp = r["timestamp"].replace(tzinfo=UTC) if r["timestamp"].tzinfo is None else r["timestamp"]
+            commits.append(Commit(int(r["version"]), timestamp, str(r["operation"]), info))
+        return commits
 
     def vacuum(self, path: str, *, retention_hours: int, dry_run: bool = False) -> list[str]:
+        """Delta's VACUUM: it also deletes files no commit ever referenced (a crashed write)."""
         _check_retention(retention_hours)
-        if dry_run:
-            rows = self.spark.sql(f"VACUUM delta.`{path}` RETAIN {retention_hours} HOURS DRY RUN").collect()
-            return [r[0] for r in rows]
-        self._table(path).vacuum(retention_hours)
-        return []
+        self._table(path)
+        statement = f"VACUUM delta.`{path}` RETAIN {retention_hours} HOURS"
+        doomed = [str(r[0]) for r in self.spark.sql(f"{statement} DRY RUN").collect()]
+        if not dry_run and doomed:
+            self.spark.sql(statement).collect()
+        return doomed
+
+
+def _held_before_commit(df: DataFrame, write_id: str) -> DataFrame:
+    """The delta-spark side of `_pause_before_commit`: Delta's writer commits inside `save`, so the drill holds
+    the write task itself, its rows handed to the open file, until `<folder>/go` (a kill there leaves
+    uncommitted files, as a crash would). Off, and `df` unchanged, unless the variable names a folder."""
+    gate = os.environ.get(PAUSE_BEFORE_COMMIT)
+    if not gate:
+        return df
+
+    def hold(batches):
+        yield from batches
+        Path(gate, f"{write_id}.ready").touch()
+        deadline = time.monotonic() + 600
+        while not Path(gate, "go").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    return df.coalesce(1).mapInPandas(hold, df.schema)
 
 
 # --------------------------------------------------------------------------- Spark + delta-rs
@@ -573,12 +626,6 @@ class DeltaRsStorage(DeltaStorage):
             ) from exc
         return self._version_of(path, write_id)
 
-    def _version_of(self, path: str, write_id: str) -> int:
-        for commit in self.history(path, limit=50):
-            if commit.info.get("write_id") == write_id:
-                return commit.version
-        raise StorageError(f"commit of write {write_id} not found in the history of {path}")
-
     def _hadoop_fs(self, path: str):
         jvm = self.spark.sparkContext._jvm
         hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
@@ -685,7 +732,10 @@ def _arrow_predicate(column: pa.ChunkedArray, op: str, value: Any) -> pa.Chunked
 
 def delta_jars_on_classpath(spark: SparkSession) -> bool:
     try:
-        spark.sparkContext._jvm.java.lang.Class.forName("io.delta.tables.DeltaTable")
+        jvm = spark.sparkContext._jvm
+        # spark.jars load through Spark's class loader, not the JVM's system one
+        loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
+        jvm.java.lang.Class.forName("io.delta.tables.DeltaTable", False, loader)
         return True
     except Exception:
         return False
@@ -700,8 +750,9 @@ def open_storage(
     jars = delta_jars_on_classpath(spark)
     if backend == "delta-spark" and not jars:
         raise StorageError(
-            "storage.backend is delta-spark but io.delta.tables.DeltaTable is not on Spark's classpath; add "
-            "the delta-spark jars (spark.jars / --packages io.delta:delta-spark_2.13) or use backend auto"
+            "storage.backend is delta-spark but io.delta.tables.DeltaTable is not on Spark's classpath: run "
+            "./submit.sh setup (it fetches Delta's jars into storage.delta_jars), add them with spark.jars, or "
+            "use storage.backend auto"
         )
     chosen: DeltaStorage
     if backend == "delta-spark" or (backend == "auto" and jars):
