@@ -7,6 +7,7 @@
 #   ./submit.sh <job> [job args]           spark-submit jobs/<job>.py: generate features train score summary
 #                                          evaluate label maintenance;  ./submit.sh <job> --help for its options
 #   ./submit.sh models | runs [args]       model versions; past job runs and their outcome (no Spark)
+#   ./submit.sh cluster-up | cluster-down  a Spark standalone cluster on this machine (--profile standalone)
 #
 # Job args: --profile local|cluster, --conf-file FILE, --conf-dir DIR, --set section.key=value, --master URL,
 # --date YYYY-MM-DD, --log-file FILE. Arguments and settings are checked before Spark starts.
@@ -101,10 +102,8 @@ case "${1:-help}" in
     install_chromium
     # Delta Lake's jars for this Spark, through Spark's own Ivy from Maven Central (conf/spark/ivysettings.xml)
     # into storage.delta_jars (git-ignored); set storage.delta_jars: null in conf/local to go without them.
-    if [[ -z "$(ls build/delta-jars/*.jar 2>/dev/null)" ]]; then
-      "$PY" -m shopguard.deltajars 2> >(grep -v "^\s*found \|^downloading \|SUCCESSFUL\|^\s*\[SUCCESSFUL" >&2) \
-        || die "could not fetch Delta's jars (above); set storage.delta_jars: null in conf/local to use delta-rs only"
-    fi
+    "$PY" -m shopguard.deltajars 2> >(grep -v "^\s*found \|^downloading \|SUCCESSFUL" >&2) \
+      || die "could not fetch Delta's jars (above); set storage.delta_jars: null in conf/local to use delta-rs only"
     TF_CPP_MIN_LOG_LEVEL=3 "$PY" -c 'import pyspark, deltalake, keras, shopguard; print(f"pyspark {pyspark.__version__}, deltalake {deltalake.__version__}, keras {keras.__version__}: ready")'
     ;;
   test)
@@ -126,8 +125,13 @@ case "${1:-help}" in
     need_venv
     exec "$PY" -m shopguard.cli "$@"
     ;;
+  cluster-up|cluster-down)
+    need_venv
+    command="${1#cluster-}"; shift
+    exec "$PY" -m shopguard.cluster "$command" "$@"
+    ;;
   help|-h|--help)
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
     ;;
   *)
     submit "$@"

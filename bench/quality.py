@@ -64,7 +64,9 @@ def main() -> None:
     ]  # fmt: skip
     settings = load_settings(overrides=[common[i + 1] for i in range(0, len(common), 2)])
     spark = build_spark(
-        settings.spark.model_copy(update={"master": "local[*,4]"}), "shopguard-bench-quality", settings.storage
+        settings.spark.model_copy(update={"master": "local[*,4]"}),
+        "shopguard-bench-quality",
+        settings.storage,
     )
     timings = {}
 

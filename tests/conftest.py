@@ -112,15 +112,16 @@ class _Collect(logging.Handler):
         self.lines.append(self.format(record))
 
 
-@pytest.fixture(scope="session")
-def pipeline(spark, tmp_path_factory) -> Pipeline:
+@pytest.fixture(scope="session", params=BACKENDS)
+def pipeline(spark, tmp_path_factory, request) -> Pipeline:
     """generate -> features -> train -> score, then features and score again for the same date, each job's
-    main() in this process on the test session (as an orchestrator would run them), pseudonymisation on."""
+    main() in this process on the test session (as an orchestrator would run them), pseudonymisation on.
+    Once per storage backend: every test that uses it runs on delta-spark and on delta-rs."""
     os.environ["SHOPGUARD_PSEUDONYM_KEY"] = PSEUDONYM_KEY
-    root = tmp_path_factory.mktemp("pipeline")
+    root = tmp_path_factory.mktemp(f"pipeline-{request.param}")
     settings = [
         "--set", f"tables.root={root}", "--set", "generate.users=1500", "--set", "generate.dirty_share=0.002",
-        "--set", "model.epochs=15", "--set", "privacy.pseudonymise=true",
+        "--set", "model.epochs=15", "--set", "privacy.pseudonymise=true", "--set", f"storage.backend={request.param}",
     ]  # fmt: skip
     collect = _Collect()
     logging.getLogger().addHandler(collect)

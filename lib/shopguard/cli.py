@@ -158,6 +158,11 @@ def submit_args(job: str, argv: Sequence[str]) -> list[str]:
     from shopguard.runtime import spark_conf
 
     _, settings = parse(job, argv)
+    if settings.spark.conf.get("spark.submit.deployMode", "client") != "client":
+        raise ConfigError(
+            "spark.submit.deployMode cluster is not supported: the driver reads conf/, trains the model and "
+            "commits to the Delta log where submit.sh runs; use client mode (the default)"
+        )
     options = ["--master", settings.spark.master, "--name", f"{settings.spark.app_name}-{job}"]
     for key, value in spark_conf(settings.spark, settings.storage).items():
         options += ["--conf", f"{key}={value}"]

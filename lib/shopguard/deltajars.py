@@ -78,7 +78,9 @@ def fetch(settings: StorageSettings) -> list[Path]:
         )
         spark.stop()
         names = [c.split(":")[1] for c in artifacts(settings.delta_version)]
-        resolved = [p for p in Path(ivy_home, "jars").glob("io.delta_*.jar") if any(n in p.name for n in names)]
+        resolved = [
+            p for p in Path(ivy_home, "jars").glob("io.delta_*.jar") if any(n in p.name for n in names)
+        ]
         if len(resolved) != len(names):
             raise RuntimeError(f"Ivy resolved {sorted(p.name for p in resolved)}, expected {names}")
         if folder.exists():
@@ -93,6 +95,10 @@ if __name__ == "__main__":
     from shopguard.config import load_settings
 
     storage = load_settings().storage
+    present = jars(storage)
+    if present and all(storage.delta_version in p.name for p in present):
+        print("Delta jars: " + ", ".join(p.name for p in present) + " (already fetched)")
+        sys.exit(0)
     try:
         fetched = fetch(storage)
     except Exception as exc:  # noqa: BLE001 - setup reports the refusal and goes on with delta-rs

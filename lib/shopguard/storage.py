@@ -336,7 +336,9 @@ class DeltaSparkStorage(DeltaStorage):
         columns = self.partition_columns(path)
         if not columns:
             return []
-        distinct = self.read(path, version=version).select(*[F.col(c).cast("string").alias(c) for c in columns])
+        distinct = self.read(path, version=version).select(
+            *[F.col(c).cast("string").alias(c) for c in columns]
+        )
         return sorted((row.asDict() for row in distinct.distinct().collect()), key=str)
 
     def write(self, df, path, *, mode, partition_by=(), replace_where=None, commit_info=None) -> int:
@@ -355,6 +357,7 @@ class DeltaSparkStorage(DeltaStorage):
             writer = writer.partitionBy(*partition_by)
         if replace_where is not None:
             writer = writer.option("replaceWhere", " AND ".join(_predicate_sql(p) for p in replace_where))
+        before = self.version(path) if self.exists(path) else None
         try:
             writer.save(path)
         except Exception as exc:
@@ -370,6 +373,10 @@ class DeltaSparkStorage(DeltaStorage):
                     f"rows outside the partitions replaced ({replaced}); nothing was committed"
                 ) from exc
             raise
+        if (
+            before is not None and self.version(path) == before
+        ):  # nothing to add or remove: Delta commits nothing
+            return before
         return self._version_of(path, write_id)
 
     def history(self, path: str, limit: int | None = None) -> list[Commit]:
@@ -381,7 +388,9 @@ class DeltaSparkStorage(DeltaStorage):
                 info = json.loads(r["userMetadata"]) if r["userMetadata"] else {}
             except json.JSONDecodeError:
                 info = {"userMetadata": r["userMetadata"]}
-            timestamp = r["timestamp"].replace(tzinfo=UTC) if r["timestamp"].tzinfo is None else r["timestamp"]
+            timestamp = (
+                r["timestamp"].replace(tzinfo=UTC) if r["timestamp"].tzinfo is None else r["timestamp"]
+            )
             commits.append(Commit(int(r["version"]), timestamp, str(r["operation"]), info))
         return commits
 
@@ -397,21 +406,28 @@ class DeltaSparkStorage(DeltaStorage):
 
 
 def _held_before_commit(df: DataFrame, write_id: str) -> DataFrame:
-    """The delta-spark side of `_pause_before_commit`: Delta's writer commits inside `save`, so the drill holds
-    the write task itself, its rows handed to the open file, until `<folder>/go` (a kill there leaves
-    uncommitted files, as a crash would). Off, and `df` unchanged, unless the variable names a folder."""
+    """The delta-spark side of `_pause_before_commit`. Delta's writer commits inside `save`, so the drill
+    splits the rows in two tasks: the first writes its file, the second announces `<write_id>.ready` and
+    waits for `<folder>/go`. A kill there leaves written, uncommitted files, as a crash would; writers
+    released together commit at the same moment. Off, and `df` unchanged, unless the variable names a folder."""
     gate = os.environ.get(PAUSE_BEFORE_COMMIT)
     if not gate:
         return df
 
     def hold(batches):
-        yield from batches
+        from pyspark import TaskContext
+
+        if TaskContext.get().partitionId() == 0:
+            yield from batches
+            return
+        time.sleep(1.0)  # the first task's file is written by now
         Path(gate, f"{write_id}.ready").touch()
         deadline = time.monotonic() + 600
         while not Path(gate, "go").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
+        yield from batches
 
-    return df.coalesce(1).mapInPandas(hold, df.schema)
+    return df.repartition(2).mapInPandas(hold, df.schema)
 
 
 # --------------------------------------------------------------------------- Spark + delta-rs
