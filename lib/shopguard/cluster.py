@@ -71,6 +71,7 @@ def start(
     work_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "SPARK_HOME": str(spark_home()), "SPARK_LOCAL_IP": "127.0.0.1",
            "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable)}  # fmt: skip
+    env.pop("SPARK_CONF_DIR", None)  # Spark's own INFO logging: its lines say when master and workers are up
     master_log = work_dir / "master.log"
     master = _spawn(["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
                      "--webui-port", str(web_port)], master_log, env)  # fmt: skip
