@@ -8,6 +8,7 @@
 #                                          evaluate label maintenance;  ./submit.sh <job> --help for its options
 #   ./submit.sh models | runs [args]       model versions; past job runs and their outcome (no Spark)
 #   ./submit.sh cluster-up | cluster-down  a Spark standalone cluster on this machine (--profile standalone)
+#   ./submit.sh warehouse [up|down]        the metastore + Spark's Thrift JDBC server (docs/warehouse.md)
 #
 # Job args: --profile local|cluster, --conf-file FILE, --conf-dir DIR, --set section.key=value, --master URL,
 # --date YYYY-MM-DD, --log-file FILE. Arguments and settings are checked before Spark starts.
@@ -125,13 +126,18 @@ case "${1:-help}" in
     need_venv
     exec "$PY" -m shopguard.cli "$@"
     ;;
+  warehouse)
+    need_venv
+    shift
+    exec "$PY" -m shopguard.warehouse "${@:-up}"
+    ;;
   cluster-up|cluster-down)
     need_venv
     command="${1#cluster-}"; shift
     exec "$PY" -m shopguard.cluster "$command" "$@"
     ;;
   help|-h|--help)
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
     ;;
   *)
     submit "$@"

@@ -164,7 +164,7 @@ def submit_args(job: str, argv: Sequence[str]) -> list[str]:
             "commits to the Delta log where submit.sh runs; use client mode (the default)"
         )
     options = ["--master", settings.spark.master, "--name", f"{settings.spark.app_name}-{job}"]
-    for key, value in spark_conf(settings.spark, settings.storage).items():
+    for key, value in spark_conf(settings.spark, settings.storage, settings.catalog).items():
         options += ["--conf", f"{key}={value}"]
     return options
 

@@ -245,6 +245,20 @@ class EvaluationSettings(_Section):
     report_dir: str = "./reports"  # local folder or URI; one HTML file per evaluated date
 
 
+class CatalogSettings(_Section):
+    """The shared Hive metastore the jobs register their tables in (shopguard.warehouse)."""
+
+    enabled: bool = False
+    database: str = "shopguard"
+    metastore_url: str = "jdbc:derby://127.0.0.1:1527/metastore;create=true"
+    metastore_driver: str = "org.apache.derby.client.ClientAutoloadedDriver"
+    metastore_user: str = "shopguard"
+    metastore_password_env: str = "SHOPGUARD_METASTORE_PASSWORD"  # the password itself never goes in conf/
+    local_metastore: bool = True  # ./submit.sh warehouse up starts Derby's network server for metastore_url
+    warehouse_dir: str = "./data/warehouse"
+    thrift_port: int = Field(10099, gt=0, lt=65536)
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # One line per running Spark stage this often (seconds); 0 turns it off.
@@ -267,6 +281,7 @@ class Settings(_Section):
     maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    catalog: CatalogSettings = Field(default_factory=CatalogSettings)
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -28,12 +28,22 @@ DELTA_SQL_CONF = {
 }
 
 
+# Derby's network server and client for the shared Hive metastore (shopguard.warehouse), at the version of
+# the Derby engine pyspark ships, fetched the same way.
+DERBY = ("org.apache.derby:derbynet:10.16.1.1", "org.apache.derby:derbyclient:10.16.1.1")
+
+
 def artifacts(version: str) -> list[str]:
-    """Maven coordinates of Delta's connector for the installed Spark (named per Spark minor version)."""
+    """Maven coordinates of Delta's connector for the installed Spark (named per Spark minor version), and
+    of the metastore database's server and client."""
     import pyspark
 
     spark_minor = ".".join(pyspark.__version__.split(".")[:2])
-    return [f"io.delta:delta-spark_{spark_minor}_{SCALA}:{version}", f"io.delta:delta-storage:{version}"]
+    return [
+        f"io.delta:delta-spark_{spark_minor}_{SCALA}:{version}",
+        f"io.delta:delta-storage:{version}",
+        *DERBY,
+    ]
 
 
 def jar_folder(settings: StorageSettings) -> Path | None:
@@ -44,11 +54,11 @@ def jar_folder(settings: StorageSettings) -> Path | None:
 
 
 def jars(settings: StorageSettings) -> list[Path]:
-    """The fetched jars, or [] when there are none (then `auto` storage falls back to delta-rs)."""
+    """The fetched Delta jars, or [] when there are none (then `auto` storage falls back to delta-rs)."""
     folder = jar_folder(settings)
     if folder is None or settings.backend == "delta-rs" or not folder.is_dir():
         return []
-    return sorted(folder.glob("*.jar"))
+    return sorted(folder.glob("io.delta_*.jar"))
 
 
 def delta_conf(settings: StorageSettings) -> dict[str, str]:
@@ -78,9 +88,7 @@ def fetch(settings: StorageSettings) -> list[Path]:
         )
         spark.stop()
         names = [c.split(":")[1] for c in artifacts(settings.delta_version)]
-        resolved = [
-            p for p in Path(ivy_home, "jars").glob("io.delta_*.jar") if any(n in p.name for n in names)
-        ]
+        resolved = [p for p in Path(ivy_home, "jars").glob("*.jar") if any(f"_{n}-" in p.name for n in names)]
         if len(resolved) != len(names):
             raise RuntimeError(f"Ivy resolved {sorted(p.name for p in resolved)}, expected {names}")
         if folder.exists():
@@ -96,7 +104,9 @@ if __name__ == "__main__":
 
     storage = load_settings().storage
     present = jars(storage)
-    if present and all(storage.delta_version in p.name for p in present):
+    folder = jar_folder(storage)
+    derby = folder is not None and any(folder.glob("*derbynet*.jar"))
+    if present and derby and all(storage.delta_version in p.name for p in present):
         print("Delta jars: " + ", ".join(p.name for p in present) + " (already fetched)")
         sys.exit(0)
     try:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from shopguard.config import Settings, SparkSettings, StorageSettings
+from shopguard.config import CatalogSettings, Settings, SparkSettings, StorageSettings
 from shopguard.errors import MEANING, ExitCode, InputError, JobError, classify
 
 if TYPE_CHECKING:
@@ -60,15 +60,27 @@ def add_log_file(path: str) -> None:
     logging.getLogger().addHandler(handler)
 
 
-def spark_conf(settings: SparkSettings, storage: StorageSettings | None = None) -> dict[str, str]:
+def spark_conf(
+    settings: SparkSettings, storage: StorageSettings | None = None, catalog: CatalogSettings | None = None
+) -> dict[str, str]:
     """Everything the session is built with: conf/'s spark.conf, the Delta jars where setup fetched them,
-    and the settings shopguard's correctness depends on."""
+    the shared metastore where the catalog is on, and the settings shopguard's correctness depends on."""
     from shopguard.deltajars import delta_conf
+    from shopguard.warehouse import metastore_conf
 
-    return {**settings.conf, **(delta_conf(storage) if storage else {}), **REQUIRED_SPARK_CONF}
+    extra = {
+        **(delta_conf(storage) if storage else {}),
+        **(metastore_conf(catalog, storage) if catalog and storage else {}),
+    }
+    return {**settings.conf, **extra, **REQUIRED_SPARK_CONF}
 
 
-def build_spark(settings: SparkSettings, app_name: str | None = None, storage: StorageSettings | None = None):
+def build_spark(
+    settings: SparkSettings,
+    app_name: str | None = None,
+    storage: StorageSettings | None = None,
+    catalog: CatalogSettings | None = None,
+):
     """The one place shopguard builds a SparkSession."""
     from pyspark.sql import SparkSession
 
@@ -78,8 +90,10 @@ def build_spark(settings: SparkSettings, app_name: str | None = None, storage: S
     builder = SparkSession.builder.appName(app_name or settings.app_name)
     if "PYSPARK_GATEWAY_PORT" not in os.environ:  # not launched by spark-submit, which set the master
         builder = builder.master(settings.master)
-    for key, value in spark_conf(settings, storage).items():
+    for key, value in spark_conf(settings, storage, catalog).items():
         builder = builder.config(key, value)
+    if catalog is not None and catalog.enabled:
+        builder = builder.enableHiveSupport()
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
@@ -156,7 +170,9 @@ def spark_job(
     spark = (
         SparkSession.builder.getOrCreate()
         if owned_elsewhere
-        else build_spark(settings.spark, f"{settings.spark.app_name}-{job}", settings.storage)
+        else build_spark(
+            settings.spark, f"{settings.spark.app_name}-{job}", settings.storage, settings.catalog
+        )
     )
     progress = StageProgress(spark, settings.logging.progress_seconds)
     if settings.logging.progress_seconds > 0:
@@ -167,6 +183,11 @@ def spark_job(
         log.info("%s started: run %s%s, profile %s, master %s, storage %s", job, run.run_id,
                  f", date {day}" if day else "", settings.profile, spark.sparkContext.master, storage.name)  # fmt: skip
         yield spark, storage, run
+        if settings.catalog.enabled:
+            from shopguard.warehouse import register_tables
+
+            registered = register_tables(spark, settings, storage)
+            log.info("registered in the catalog: %s", ", ".join(registered) or "nothing")
     except BaseException as exc:
         code, message = classify(exc)
         raise

@@ -1,0 +1,243 @@
+"""The warehouse: every table the jobs write registered in one catalog database (`catalog.database`) of a Hive
+metastore that several processes share, and Spark's Thrift JDBC/ODBC server over it for analysts (beeline,
+DBeaver, Superset, any Hive/Spark JDBC client).
+
+Spark's embedded Derby metastore admits one process at a time, but the jobs and the server must share the
+catalog, so the metastore database is reached over the network: Derby's own network server (the engine
+ships in pyspark; the server and client jars are fetched by setup) that `./submit.sh warehouse up` and the
+tests start on 127.0.0.1, or the platform's metastore (`catalog.metastore_url`, `catalog.metastore_driver`).
+Spark's built-in Hive 2.3 client creates the metastore schema on first use.
+
+    python -m shopguard.warehouse up       # Derby network server (the metastore) + Thrift server
+    python -m shopguard.warehouse down
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from shopguard.config import CatalogSettings, Settings, StorageSettings
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[2]
+STATE_DIR = REPO / "build" / "warehouse"
+# Every table the jobs write, and the inputs, under their shopguard names.
+REGISTERED = ("clicks", "transactions", "labels", "features", "scores", "quarantine", "evaluations")
+
+
+class WarehouseError(RuntimeError):
+    """The metastore or the Thrift server did not come up as asked."""
+
+
+def driver_jars(storage: StorageSettings) -> list[Path]:
+    """The metastore database's JDBC client (Derby's, fetched by setup)."""
+    from shopguard.deltajars import jar_folder
+
+    folder = jar_folder(storage)
+    return sorted(folder.glob("*derbyclient*.jar")) if folder else []
+
+
+def metastore_conf(catalog: CatalogSettings, storage: StorageSettings) -> dict[str, str]:
+    """Spark settings for the shared Hive metastore; {} when the catalog is off."""
+    if not catalog.enabled:
+        return {}
+    jars = driver_jars(storage)
+    conf = {
+        "spark.sql.catalogImplementation": "hive",
+        "spark.sql.warehouse.dir": str(Path(catalog.warehouse_dir).resolve()),
+        "spark.hadoop.javax.jdo.option.ConnectionURL": catalog.metastore_url,
+        "spark.hadoop.javax.jdo.option.ConnectionDriverName": catalog.metastore_driver,
+        "spark.hadoop.javax.jdo.option.ConnectionUserName": catalog.metastore_user,
+        "spark.hadoop.javax.jdo.option.ConnectionPassword": os.environ.get(
+            catalog.metastore_password_env, ""
+        ),
+        "spark.hadoop.datanucleus.schema.autoCreateAll": "true",
+        "spark.hadoop.hive.metastore.schema.verification": "false",
+    }
+    # A local metastore checks no password, but Derby's client refuses an empty one.
+    conf["spark.hadoop.javax.jdo.option.ConnectionUserName"] = catalog.metastore_user
+    conf["spark.hadoop.javax.jdo.option.ConnectionPassword"] = (
+        os.environ.get(catalog.metastore_password_env) or "-"
+    )
+    if jars:  # the metastore client loads the driver from the JVM's own class path
+        conf["spark.driver.extraClassPath"] = ":".join(str(j) for j in jars)
+    return conf
+
+
+def register_tables(spark, settings: Settings, storage) -> list[str]:  # noqa: ANN001 - Spark types at the edge
+    """CREATE TABLE IF NOT EXISTS <database>.<table> USING DELTA LOCATION for every table that exists."""
+    catalog = settings.catalog
+    if not catalog.enabled:
+        return []
+    if storage.name != "delta-spark":
+        log.warning("catalog.enabled needs the delta-spark backend (Spark SQL reads Delta through its jars)")
+        return []
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS `{catalog.database}`")
+    registered = []
+    for name in REGISTERED:
+        path = settings.tables.path(name)
+        if storage.exists(path):
+            spark.sql(
+                f"CREATE TABLE IF NOT EXISTS `{catalog.database}`.`{name}` USING DELTA LOCATION '{path}'"
+            )
+            registered.append(f"{catalog.database}.{name}")
+    return registered
+
+
+# --------------------------------------------------------------------------- a local metastore database
+
+
+def derby_jars(storage: StorageSettings) -> list[Path]:
+    """Derby's engine (shipped in pyspark) and its network server (fetched by setup)."""
+    from shopguard.cluster import spark_home
+    from shopguard.deltajars import jar_folder
+
+    folder = jar_folder(storage)
+    fetched = sorted(folder.glob("*derbynet*.jar")) if folder else []
+    if not fetched:
+        raise WarehouseError("Derby's network server jar is missing: run ./submit.sh setup")
+    return [*sorted((spark_home() / "jars").glob("derby*.jar")), *fetched]
+
+
+def metastore_up(
+    catalog: CatalogSettings, storage: StorageSettings, state_dir: Path, timeout: float = 60
+) -> None:
+    """Start Derby's network server for catalog.metastore_url (jdbc:derby://host:port/...): the metastore
+    database every job and the Thrift server reach at once."""
+    url = urlparse(catalog.metastore_url.removeprefix("jdbc:").split(";")[0])
+    if url.scheme != "derby":
+        raise WarehouseError(
+            f"catalog.local_metastore starts a Derby server; {catalog.metastore_url} is not one"
+        )
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_file = state_dir / "metastore.log"
+    classpath = ":".join(str(j) for j in derby_jars(storage))
+    with open(log_file, "wb") as out:
+        server = subprocess.Popen(
+            ["java", f"-Dderby.system.home={state_dir}", "-cp", classpath,
+             "org.apache.derby.drda.NetworkServerControl", "start", "-h", url.hostname or "127.0.0.1",
+             "-p", str(url.port or 1527)],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    (state_dir / "metastore.pid").write_text(str(server.pid))
+    _wait_for_line(log_file, "ready to accept connections", server, timeout)
+
+
+def metastore_down(state_dir: Path) -> None:
+    _stop(state_dir / "metastore.pid")
+
+
+def _wait_for_line(log_file: Path, text: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in log_file.read_text(errors="replace"):
+            return
+        if process.poll() is not None:
+            raise WarehouseError(f"{log_file.stem} exited ({process.returncode}); see {log_file}")
+        time.sleep(0.5)
+    raise WarehouseError(f"no {text!r} in {log_file} after {timeout:.0f} s")
+
+
+def _stop(pid_file: Path) -> None:
+    import signal
+
+    if pid_file.exists():
+        try:
+            os.killpg(int(pid_file.read_text()), signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        pid_file.unlink()
+
+
+# --------------------------------------------------------------------------- the Thrift server
+
+
+def thrift_command(settings: Settings) -> list[str]:
+    """spark-submit line of Spark's Thrift JDBC/ODBC server with the Delta jars and the shared catalog."""
+    from shopguard.runtime import spark_conf
+
+    conf = spark_conf(settings.spark, settings.storage, settings.catalog)
+    conf.pop("spark.submit.deployMode", None)
+    # The server's JDBC sessions resolve Delta's catalog through the JVM's own class path, not spark.jars.
+    jars = [j for j in conf.get("spark.jars", "").split(",") if j]
+    extra = [p for p in conf.get("spark.driver.extraClassPath", "").split(":") if p]
+    conf["spark.driver.extraClassPath"] = ":".join([*extra, *jars])
+    command = [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[2]",
+               "--class", "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2",
+               "--name", "shopguard-warehouse", "--conf", "spark.driver.host=127.0.0.1"]  # fmt: skip
+    for key, value in conf.items():
+        command += ["--conf", f"{key}={value}"]
+    command += ["--hiveconf", "hive.server2.thrift.bind.host=127.0.0.1",
+                "--hiveconf", f"hive.server2.thrift.port={settings.catalog.thrift_port}", "spark-internal"]  # fmt: skip
+    return command
+
+
+def serve(settings: Settings, state_dir: Path, timeout: float = 240.0) -> subprocess.Popen[bytes]:
+    """Start the Thrift server in the background; returns once it accepts connections."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_file = state_dir / "thriftserver.log"
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    env.pop("SPARK_CONF_DIR", None)  # Spark's INFO log says when the server is up
+    with open(log_file, "wb") as out:
+        server = subprocess.Popen(thrift_command(settings), stdout=out, stderr=subprocess.STDOUT, env=env,
+                                  cwd=state_dir, start_new_session=True)  # fmt: skip
+    (state_dir / "thriftserver.pid").write_text(str(server.pid))
+    try:
+        _wait_for_line(log_file, "HiveThriftServer2 started", server, timeout)
+    except WarehouseError:
+        stop_server(state_dir)
+        raise
+    return server
+
+
+def stop_server(state_dir: Path) -> None:
+    _stop(state_dir / "thriftserver.pid")
+
+
+def beeline(port: int, sql: str, timeout: float = 180.0) -> list[list[str]]:
+    """Run one statement over JDBC with pyspark's own beeline; rows as lists of strings, header first."""
+    from shopguard.cluster import spark_home
+
+    result = subprocess.run(
+        [str(spark_home() / "bin" / "beeline"), "-u", f"jdbc:hive2://127.0.0.1:{port}", "--silent=true",
+         "--showHeader=true", "--outputformat=csv2", "-e", sql],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, "SPARK_HOME": str(spark_home())},
+    )  # fmt: skip
+    if result.returncode != 0 or "Error:" in result.stderr:
+        raise WarehouseError(f"beeline failed ({result.returncode}): {result.stderr[-2000:]}")
+    import csv
+
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    return list(csv.reader(lines))
+
+
+def main(argv: list[str]) -> int:
+    from shopguard.config import load_settings
+
+    command = argv[0] if argv else "help"
+    settings = load_settings(os.environ.get("SHOPGUARD_PROFILE", "local"), overrides=["catalog.enabled=true"])
+    if command == "up":
+        if settings.catalog.local_metastore:
+            metastore_up(settings.catalog, settings.storage, STATE_DIR / "metastore")
+        serve(settings, STATE_DIR)
+        print(f"warehouse up: jdbc:hive2://127.0.0.1:{settings.catalog.thrift_port} (database "
+              f"{settings.catalog.database}); jobs register their tables with --set catalog.enabled=true")  # fmt: skip
+        return 0
+    if command == "down":
+        stop_server(STATE_DIR)
+        metastore_down(STATE_DIR / "metastore")
+        print("warehouse down")
+        return 0
+    print(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

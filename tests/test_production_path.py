@@ -1,0 +1,122 @@
+"""The path users run: the whole pipeline on a real Spark standalone cluster (a master and two workers,
+separate JVMs with their own Python workers) through ./submit.sh and the `standalone` profile, registering
+every table in a shared Hive metastore; then analysts' documented queries over Spark's Thrift JDBC server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import DAY, ROOT, submit
+from deltalake import DeltaTable
+
+from shopguard.cluster import start, stop
+from shopguard.config import load_settings
+from shopguard.warehouse import beeline, metastore_down, metastore_up, serve, stop_server
+
+pytestmark = pytest.mark.e2e
+YESTERDAY = str(dt.date.fromisoformat(DAY) - dt.timedelta(days=1))
+METASTORE = "jdbc:derby://127.0.0.1:11527/metastore;create=true"
+THRIFT_PORT = 10199
+
+
+@pytest.fixture(scope="module")
+def production(tmp_path_factory):
+    """generate, features and score for two days, and train, on the cluster, with the catalog on."""
+    work = tmp_path_factory.mktemp("production")
+    catalog = ["--set", "catalog.enabled=true", "--set", f"catalog.metastore_url={METASTORE}",
+               "--set", f"catalog.warehouse_dir={work}/warehouse",
+               "--set", f"catalog.thrift_port={THRIFT_PORT}"]  # fmt: skip
+    settings = load_settings(overrides=[catalog[i + 1] for i in range(0, len(catalog), 2)])
+    metastore_up(settings.catalog, settings.storage, work / "metastore")
+    cluster = start(work / "cluster", workers=2, cores=1, memory="2g", port=17077, web_port=18080)
+    tables = work / "tables"
+    common = ["--profile", "standalone", "--set", f"spark.master={cluster.master_url}",
+              "--set", f"tables.root={tables}", "--set", "generate.users=400", "--set", "model.epochs=3",
+              *catalog]  # fmt: skip
+    try:
+        for job, args in (("generate", ["--end-date", DAY]), ("features", ["--date", YESTERDAY]),
+                          ("features", ["--date", DAY]), ("train", ["--date", DAY]),
+                          ("score", ["--date", YESTERDAY]), ("score", ["--date", DAY])):  # fmt: skip
+            result = submit(job, *args, *common, timeout=900)
+            assert result.returncode == 0, f"{job}: {result.stderr[-4000:]}"
+        yield tables, common, cluster, settings, work
+    finally:
+        stop(cluster)
+        metastore_down(work / "metastore")
+
+
+def test_the_pipeline_runs_on_a_standalone_cluster_and_scores_as_local_mode_does(production):
+    tables, common, cluster, _, _ = production
+    # The same data and model scored in local mode, on this machine alone.
+    local = submit("score", "--date", DAY, *common, "--master", "local[2]", "--set", "tables.scores=scores_local",
+                   "--set", "catalog.enabled=false")  # fmt: skip
+    assert local.returncode == 0, local.stderr[-4000:]
+    day = [("score_date", "=", DAY)]
+    on_cluster = (
+        DeltaTable(str(tables / "scores")).to_pandas(partitions=day).set_index("user_id").sort_index()
+    )
+    in_local_mode = DeltaTable(str(tables / "scores_local")).to_pandas().set_index("user_id").sort_index()
+    assert len(on_cluster) > 300 and list(on_cluster.index) == list(in_local_mode.index)
+    assert np.allclose(on_cluster.score, in_local_mode.score, rtol=1e-5)
+    assert (on_cluster.action == in_local_mode.action).all()
+    assert (on_cluster.reasons.map(list) == in_local_mode.reasons.map(list)).all()
+
+    # Every job ran its tasks in executors the two workers launched.
+    launched = re.findall(r"Asked to launch executor (\S+) for (shopguard-\w+)", cluster.worker_logs())
+    assert {app for _, app in launched} >= {"shopguard-generate", "shopguard-features", "shopguard-score"}
+    assert {e.rsplit("/", 1)[1] for e, _ in launched} == {"0", "1"}  # both workers
+    print("\n".join(f"worker: launched executor {e} for {app}" for e, app in launched))
+
+
+def test_cluster_deploy_mode_is_refused_with_the_reason():
+    result = submit("score", "--date", DAY, "--profile", "standalone",
+                    "--set", "spark.conf.spark.submit.deployMode=cluster", timeout=60)  # fmt: skip
+    assert result.returncode == 2
+    assert "deployMode cluster is not supported" in result.stderr
+
+
+def documented_queries() -> dict[str, str]:
+    doc = (ROOT / "docs" / "warehouse.md").read_text()
+    return dict(re.findall(r"```sql\n-- query: ([\w-]+)\n(.*?)```", doc, re.S))
+
+
+def test_analysts_documented_queries_answer_over_the_thrift_server(production):
+    tables, _, _, settings, work = production
+    scores = DeltaTable(str(tables / "scores")).to_pandas()
+    quarantine = DeltaTable(str(tables / "quarantine")).to_pandas()
+    both_days = scores.groupby("user_id").filter(lambda g: len(g) == 2)
+    user = sorted(both_days.user_id)[0]
+    queries = documented_queries()
+    assert set(queries) == {"blocked-today", "alerts-per-type-per-day", "user-history", "rose-most",
+                            "quarantine-per-day"}  # fmt: skip
+
+    serve(settings, work / "thrift")
+    try:
+        tables_listed = beeline(THRIFT_PORT, "SHOW TABLES IN shopguard")
+        answers = {
+            name: beeline(THRIFT_PORT, sql.replace("u00000042", user)) for name, sql in queries.items()
+        }
+    finally:
+        stop_server(work / "thrift")
+
+    assert {row[1] for row in tables_listed[1:]} >= {"clicks", "transactions", "labels", "features", "scores",
+                                                     "quarantine"}  # fmt: skip
+    frames = {name: pd.DataFrame(rows[1:], columns=rows[0]) for name, rows in answers.items()}
+    for name, frame in frames.items():
+        print(f"{name}: {len(frame)} rows")
+    today = scores[scores.score_date.astype(str) == DAY]
+    assert set(frames["blocked-today"].user_id) == set(today[today.action == "block"].user_id)
+    assert frames["alerts-per-type-per-day"].alerts.astype(int).sum() == (scores.action != "pass").sum()
+    assert list(frames["user-history"].score_date) == [YESTERDAY, DAY]
+    rises = (
+        both_days.pivot(index="user_id", columns="score_date", values="score_percentile")
+        .diff(axis=1)
+        .iloc[:, -1]
+    )
+    assert len(frames["rose-most"]) == min(20, len(rises))
+    assert float(frames["rose-most"].rise.iloc[0]) == pytest.approx(rises.max())
+    assert frames["quarantine-per-day"].quarantined.astype(int).sum() == len(quarantine) > 0
