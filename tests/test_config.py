@@ -60,7 +60,7 @@ def test_bad_settings_fail_at_startup_naming_the_key(override, message):
 
 
 def test_unknown_profile_lists_the_known_ones():
-    with pytest.raises(ConfigError, match=r"unknown profile 'staging'.*\['cluster', 'local'\]"):
+    with pytest.raises(ConfigError, match=r"unknown profile 'staging'.*\['cluster', 'local', 'standalone'\]"):
         load_settings("staging")
 
 

@@ -5,6 +5,7 @@ every table in a shared Hive metastore; then analysts' documented queries over S
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 
 import numpy as np
@@ -69,7 +70,10 @@ def test_the_pipeline_runs_on_a_standalone_cluster_and_scores_as_local_mode_does
     launched = re.findall(r"Asked to launch executor (\S+) for (shopguard-\w+)", cluster.worker_logs())
     assert {app for _, app in launched} >= {"shopguard-generate", "shopguard-features", "shopguard-score"}
     assert {e.rsplit("/", 1)[1] for e, _ in launched} == {"0", "1"}  # both workers
-    print("\n".join(f"worker: launched executor {e} for {app}" for e, app in launched))
+    lines = [f"worker: launched executor {e} for {app}" for e, app in launched]
+    (ROOT / "build").mkdir(exist_ok=True)
+    (ROOT / "build" / "cluster-executors.txt").write_text("\n".join(lines))
+    print("\n".join(lines))
 
 
 def test_cluster_deploy_mode_is_refused_with_the_reason():
@@ -105,9 +109,14 @@ def test_analysts_documented_queries_answer_over_the_thrift_server(production):
 
     assert {row[1] for row in tables_listed[1:]} >= {"clicks", "transactions", "labels", "features", "scores",
                                                      "quarantine"}  # fmt: skip
-    frames = {name: pd.DataFrame(rows[1:], columns=rows[0]) for name, rows in answers.items()}
-    for name, frame in frames.items():
-        print(f"{name}: {len(frame)} rows")
+    # beeline's header may qualify a column with its table (scores.user_id): keep the column's name
+    frames = {
+        n: pd.DataFrame(rows[1:], columns=[c.split(".")[-1] for c in rows[0]]) for n, rows in answers.items()
+    }
+    counts = {name: len(frame) for name, frame in frames.items()}
+    (ROOT / "build").mkdir(exist_ok=True)
+    (ROOT / "build" / "warehouse-queries.json").write_text(json.dumps(counts))  # for people: rows per query
+    print(counts)
     today = scores[scores.score_date.astype(str) == DAY]
     assert set(frames["blocked-today"].user_id) == set(today[today.action == "block"].user_id)
     assert frames["alerts-per-type-per-day"].alerts.astype(int).sum() == (scores.action != "pass").sum()

@@ -207,15 +207,13 @@ def beeline(port: int, sql: str, timeout: float = 180.0) -> list[list[str]]:
 
     result = subprocess.run(
         [str(spark_home() / "bin" / "beeline"), "-u", f"jdbc:hive2://127.0.0.1:{port}", "--silent=true",
-         "--showHeader=true", "--outputformat=csv2", "-e", sql],
+         "--showHeader=true", "--outputformat=tsv2", "-e", sql],
         capture_output=True, text=True, timeout=timeout, env={**os.environ, "SPARK_HOME": str(spark_home())},
     )  # fmt: skip
     if result.returncode != 0 or "Error:" in result.stderr:
         raise WarehouseError(f"beeline failed ({result.returncode}): {result.stderr[-2000:]}")
-    import csv
-
-    lines = [line for line in result.stdout.splitlines() if line.strip()]
-    return list(csv.reader(lines))
+    # tsv2: tab-separated, unquoted (arrays print as JSON, with commas inside)
+    return [line.split("\t") for line in result.stdout.splitlines() if line.strip()]
 
 
 def main(argv: list[str]) -> int:
