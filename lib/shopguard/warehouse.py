@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -212,8 +213,12 @@ def beeline(port: int, sql: str, timeout: float = 180.0) -> list[list[str]]:
     )  # fmt: skip
     if result.returncode != 0 or "Error:" in result.stderr:
         raise WarehouseError(f"beeline failed ({result.returncode}): {result.stderr[-2000:]}")
-    # tsv2: tab-separated, unquoted (arrays print as JSON, with commas inside)
-    return [line.split("\t") for line in result.stdout.splitlines() if line.strip()]
+    # tsv2: tab-separated, unquoted (arrays print as JSON, with commas inside); beeline prints its prompt
+    # ("0: jdbc:hive2://...> ") in front of the header
+    lines = [
+        re.sub(r"^\d+: jdbc:hive2://\S+> ", "", line) for line in result.stdout.splitlines() if line.strip()
+    ]
+    return [line.split("\t") for line in lines]
 
 
 def main(argv: list[str]) -> int:
