@@ -99,7 +99,7 @@ case "${1:-help}" in
     python3 -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))' || die "Python 3.11 or newer needed, found $(python3 --version)"
     [[ -x "$PY" ]] || python3 -m venv "$VENV"
     pip_install --upgrade pip
-    pip_install -e ".[dev]"
+    pip_install -e ".[dev,bench]"
     install_chromium
     # Delta Lake's jars for this Spark, through Spark's own Ivy from Maven Central (conf/spark/ivysettings.xml)
     # into storage.delta_jars (git-ignored); set storage.delta_jars: null in conf/local to go without them.

@@ -29,10 +29,7 @@ log = logging.getLogger("shopguard.train")
 def main(argv: list[str] | None = None) -> None:
     args, settings = parse("train", argv, __doc__)
     m, tables = settings.model, settings.tables
-    fields = TrainingParams.__dataclass_fields__
-    params = TrainingParams(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in m.model_dump().items() if k in fields}
-    )
+    params = TrainingParams.from_settings(m)
 
     key = pseudonym_key(settings)
 
@@ -109,9 +106,9 @@ def main(argv: list[str] | None = None) -> None:
             log.info("holding out %.0f%% of users: training on %d rows", 100 * m.holdout_share, len(x))
 
         # transform: fit on the driver
-        version = new_version(params.mode)
         with tempfile.TemporaryDirectory() as tensorboard_dir:
             trained = train(x, user_ids, names, params, labels=labels, log_dir=tensorboard_dir)
+            version = new_version(trained.mode)
             metadata = {
                 "mode": trained.mode,
                 "feature_names": trained.feature_names,
@@ -119,10 +116,7 @@ def main(argv: list[str] | None = None) -> None:
                 "thresholds": trained.thresholds,
                 "reference_quantiles": trained.reference_quantiles,
                 "reference_values": trained.reference_values,
-                "normalisation": {
-                    "inside_model": "SignedLog1p -> Normalization -> Clip(10)",
-                    **trained.normalisation,
-                },
+                "normalisation": trained.normalisation,
                 "metrics": trained.metrics,
                 "training": {
                     **trained.training,

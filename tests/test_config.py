@@ -47,7 +47,7 @@ def test_a_conf_file_layers_over_the_profile(tmp_path):
         ("model.epochs=many", r"model\.epochs: Input should be a valid integer.*'many'"),
         (
             "model.mode=forest",
-            r"model\.mode: Input should be 'autoencoder', 'semi_supervised' or 'classifier'",
+            r"model\.mode: Input should be 'auto', 'autoencoder', 'semi_supervised' or 'classifier'",
         ),
         ("columns.clicks={who: customer}", r"unknown canonical column\(s\) \['who'\]"),
         ("features.windows_days=[7, 120]", r"lifetime_days \(90\) must be >= the longest window \(120\)"),

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from shopguard.ensemble import LEVELS
 from shopguard.model import (
     TrainingParams,
     batch_scores,
@@ -75,11 +77,12 @@ def test_reasons_name_the_feature_that_broke_the_pattern(autoencoder):
     assert all(r[0] == "f3 high" for r in why)
 
 
-def test_normalisation_lives_inside_the_model(autoencoder):
+def test_the_rank_transform_lives_inside_the_model(autoencoder):
     trained, x = autoencoder
-    logged = np.log1p(x[:-5])  # the fit leaves out the rows it reconstructs worst
-    assert [layer.name for layer in trained.model.layers[1:4]] == ["signed_log1p", "normalisation", "clip"]
-    assert np.allclose(trained.normalisation["mean"], logged.mean(axis=0), atol=0.05)
+    cdf = trained.model.get_layer("empirical_cdf")  # the first layer: raw features in, ranks out
+    assert trained.model.layers[1] is cdf and "EmpiricalCDF" in trained.normalisation["inside_model"]
+    median = np.asarray(cdf.knots)[list(LEVELS).index(0.5)]
+    assert np.allclose(median, np.median(x, axis=0), rtol=0.05)
 
 
 def test_validation_split_is_by_user_and_stable():
@@ -205,3 +208,22 @@ def test_thresholds_to_a_target_precision_on_labelled_validation_users():
     assert too_few["method"].startswith("budget") and too_few["alert"] == pytest.approx(
         np.quantile(scores, 0.99)
     )
+
+
+def test_auto_mode_learns_from_labels_when_there_are_enough_and_says_why():
+    x, users, labels = data()
+    many = train(x, users, NAMES, replace(FAST, mode="auto", auto_min_labels=5), labels=labels)
+    assert many.mode == "semi_supervised" and "auto_min_labels=5" in many.training["mode_reason"]
+    few = train(x, users, NAMES, replace(FAST, mode="auto", auto_min_labels=50), labels=labels)
+    assert (
+        few.mode == "autoencoder" and "needs model.auto_min_labels=50 of each" in few.training["mode_reason"]
+    )
+
+
+def test_a_model_that_barely_ranks_its_validation_users_is_warned_about(caplog):
+    x, users, _ = data()
+    coin = np.random.default_rng(3).integers(0, 2, size=len(x)).astype(float)  # labels unrelated to x
+    params = TrainingParams(mode="classifier", epochs=15, batch_size=32, seed=1, min_validation_roc_auc=0.9)
+    trained = train(x, users, NAMES, params, labels=coin)
+    (warning,) = trained.training["warnings"]
+    assert "below model.min_validation_roc_auc=0.9" in warning and warning in caplog.text

@@ -27,7 +27,7 @@ from shopguard.config import DEFAULT_CONF_DIR, ConfigError, Settings, load_setti
 from shopguard.errors import ExitCode
 
 JOBS_DIR = Path(__file__).resolve().parents[2] / "jobs"
-MODES = ("autoencoder", "semi_supervised", "classifier")
+MODES = ("auto", "autoencoder", "semi_supervised", "classifier")
 
 
 def parse_date(text: str) -> date:

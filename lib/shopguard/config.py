@@ -147,7 +147,12 @@ class FeatureSettings(_Section):
 
 
 class ModelSettings(_Section):
-    mode: Literal["autoencoder", "semi_supervised", "classifier"] = "autoencoder"
+    mode: Literal["auto", "autoencoder", "semi_supervised", "classifier"] = "auto"
+    # auto: semi_supervised when the training users hold at least this many anomalous verdicts and as many
+    # normal ones, the unsupervised autoencoder otherwise
+    auto_min_labels: int = Field(20, gt=0)
+    # a validation ROC-AUC below this (where labels allow one) is logged and stored as a warning
+    min_validation_roc_auc: float = Field(0.7, ge=0, le=1)
     name: str = "shopguard"
     hidden_units: list[int] = Field(default_factory=lambda: [32])
     latent_units: int = Field(2, gt=0)
@@ -213,6 +218,8 @@ class GenerateSettings(_Section):
     label_noise: float = Field(0.0, ge=0, lt=0.5)
     dirty_share: float = Field(0.0005, ge=0, lt=0.1)
     users_per_block: int = Field(500, gt=0)
+    unseen_share: float = Field(0.0, ge=0, lt=0.5)  # users committing a fraud the features were not built for
+    wholesale_share: float = Field(0.0, ge=0, lt=0.5)  # legitimate, extreme-every-day business buyers
 
 
 class PrivacySettings(_Section):

@@ -19,7 +19,7 @@ import os
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
@@ -33,10 +33,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
+from shopguard import ensemble  # noqa: E402  (registers the default model's layers wherever models load)
+
 log = logging.getLogger(__name__)
 
-Mode = Literal["autoencoder", "semi_supervised", "classifier"]
-MODES: tuple[str, ...] = ("autoencoder", "semi_supervised", "classifier")
+Mode = Literal["auto", "autoencoder", "semi_supervised", "classifier"]
+MODES: tuple[str, ...] = ("auto", "autoencoder", "semi_supervised", "classifier")
 
 # Percentile grid stored with a model to turn scores into percentiles of the training distribution:
 # 0.1% steps, and 0.01% steps in the top percent where alerts live.
@@ -103,7 +105,9 @@ class ResidualLogisticHead(layers.Layer):
 class TrainingParams:
     """Plain values that shape training; the train job builds them from the `model:` settings."""
 
-    mode: Mode = "autoencoder"
+    mode: Mode = "auto"
+    auto_min_labels: int = 20
+    min_validation_roc_auc: float = 0.7
     hidden_units: tuple[int, ...] = (32,)
     latent_units: int = 2
     dropout: float = 0.1
@@ -127,6 +131,16 @@ class TrainingParams:
     block_budget: float = 0.001
     alert_precision: float = 0.8
     block_precision: float = 0.95
+
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> TrainingParams:
+        """From the validated `model:` settings (a pydantic model); fields the settings lack are an error."""
+        values = {**settings.model_dump(), **overrides}
+        names = {f.name for f in fields(cls)}
+        missing = names - set(values)
+        if missing:
+            raise ValueError(f"model settings lack {sorted(missing)}, which training needs")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names})
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -244,7 +258,10 @@ def batch_scores(model: keras.Model, mode: str, x: np.ndarray) -> tuple[np.ndarr
     """Scores of a batch, with the explanation the model gives for free (None: the classifier's reasons
     need occlusion, see `reasons`)."""
     outputs = predict(model, x)
-    if mode == "autoencoder":
+    if model.name == "shopguard_unsupervised":  # the fused default (shopguard.ensemble)
+        scores, weight, z = ensemble.split_output(outputs[0])
+        return scores, Explanation(weight, z > 0)
+    if mode == "autoencoder":  # models saved before the fused default: the reconstruction error alone
         (residuals,) = outputs
         return np.mean(residuals**2, axis=1).astype(np.float64), Explanation(residuals**2, residuals > 0)
     if mode == "semi_supervised":
@@ -350,10 +367,13 @@ def train(
         )
     keras.utils.set_random_seed(params.seed)
     x = x.astype(np.float32)
+    is_val = validation_mask(user_ids, params.validation_fraction)
+    mode, why = resolve_mode(params, labels, ~is_val)
+    log.info("mode %s: %s", mode, why)
+    params = replace(params, mode=mode)
     device = training_device()
     log.info("training the %s model on %d rows x %d features on %s", params.mode, *x.shape, device)
 
-    is_val = validation_mask(user_ids, params.validation_fraction)
     if params.mode == "classifier":
         if labels is None or np.isnan(labels).all():
             raise ValueError("classifier mode needs labels; none are known for these snapshots")
@@ -384,7 +404,7 @@ def train(
             # ...and a logistic head on its residuals learns from the few labels which deviations matter.
             model = _with_logistic_head(model, x, labels, fit_rows, params)
         else:
-            model, history = _robust_autoencoder(x, fit_rows, val_rows, params, log_dir)
+            model, history = _rank_ensemble(x, fit_rows, val_rows, params, log_dir)
     seconds = time.perf_counter() - started
     has_val = bool(val_rows.any())
 
@@ -396,7 +416,7 @@ def train(
     metrics["epochs_run"] = float(len(history.history["loss"]))
     if labels is not None and has_val:
         metrics.update(_label_metrics(scores[val_rows], labels[val_rows], prefix="val_"))
-    normalisation = model.get_layer("normalisation")
+    warnings = _quality_warnings(metrics, params)
     log.info("trained in %.1f s, %d epochs, thresholds %s", seconds, metrics["epochs_run"], thresholds)
     return TrainedModel(
         model=model,
@@ -408,10 +428,7 @@ def train(
             "values": np.quantile(scores, PERCENTILE_GRID / 100).tolist(),
         },
         reference_values=np.median(x, axis=0).astype(float).tolist(),
-        normalisation={
-            "mean": np.ravel(ops.convert_to_numpy(normalisation.mean)).astype(float).tolist(),
-            "variance": np.ravel(ops.convert_to_numpy(normalisation.variance)).astype(float).tolist(),
-        },
+        normalisation=_describe_normalisation(model),
         metrics=metrics,
         training={
             "rows": int(len(x)),
@@ -421,26 +438,90 @@ def train(
             "device": device,
             "backend": keras.backend.backend(),
             "seconds": round(seconds, 2),
+            "mode_reason": why,
+            "warnings": warnings,
             "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.__dict__.items()},
         },
     )
 
 
-def _robust_autoencoder(x, fit_rows, val_rows, params: TrainingParams, log_dir):
+def _robust_autoencoder(x, fit_rows, val_rows, params: TrainingParams, log_dir, build=None):
     """Fit, then refit without the `trim_share` rows the first fit reconstructs worst (likely anomalies),
     so the model does not learn to reconstruct them too."""
+    build = build or (lambda x_fit: build_autoencoder(x_fit, params))
     zeros = np.zeros_like(x)  # the model outputs residuals; their best value is 0
-    model = build_autoencoder(x[fit_rows], params)
+    model = build(x[fit_rows])
     history = _fit(model, x[fit_rows], zeros[fit_rows], x[val_rows], zeros[val_rows], params, "mse",
                    None if params.trim_share > 0 else log_dir)  # fmt: skip
     if params.trim_share > 0:
-        first, _ = batch_scores(model, "autoencoder", x)
+        first = np.mean(predict(model, x)[0] ** 2, axis=1)
         fit_rows = fit_rows & (first <= np.quantile(first[fit_rows], 1 - params.trim_share))
-        model = build_autoencoder(x[fit_rows], params)
+        model = build(x[fit_rows])
         history = _fit(
             model, x[fit_rows], zeros[fit_rows], x[val_rows], zeros[val_rows], params, "mse", log_dir
         )
     return model, history
+
+
+def resolve_mode(params: TrainingParams, labels: np.ndarray | None, fit_rows: np.ndarray) -> tuple[str, str]:
+    """The mode to train (model.mode, or for auto: semi_supervised when the training users hold enough
+    verdicts of both kinds, else the unsupervised autoencoder), and why, for the log and the metadata."""
+    if params.mode != "auto":
+        return params.mode, "set by model.mode"
+    known = labels[fit_rows] if labels is not None else np.array([])
+    anomalous, normal = int(np.nansum(known == 1)), int(np.nansum(known == 0))
+    counted = f"{anomalous} anomalous and {normal} normal verdicts among the training users"
+    needed = f"model.auto_min_labels={params.auto_min_labels}"
+    if min(anomalous, normal) >= params.auto_min_labels:
+        return "semi_supervised", f"model.mode is auto and the labels hold {counted} ({needed})"
+    return (
+        "autoencoder",
+        f"model.mode is auto and the labels hold {counted} (semi_supervised needs {needed} of each)",
+    )
+
+
+def _quality_warnings(metrics: dict[str, float], params: TrainingParams) -> list[str]:
+    """Said in the log and kept in the metadata: a model that barely ranks its validation users."""
+    found = []
+    roc = metrics.get("val_roc_auc")
+    if roc is not None and roc < params.min_validation_roc_auc:
+        found.append(
+            f"validation ROC-AUC is {roc:.3f} on {metrics.get('val_labelled', 0):.0f} labelled validation users, "
+            f"below model.min_validation_roc_auc={params.min_validation_roc_auc}: this model ranks known "
+            "anomalies little better than chance; check the features and labels before relying on its alerts"
+        )
+    for warning in found:
+        log.warning("%s", warning)
+    return found
+
+
+def _describe_normalisation(model: keras.Model) -> dict[str, Any]:
+    """What turns raw features into model units, for the metadata (it lives inside the model)."""
+    names = {layer.name for layer in model.layers}
+    if "empirical_cdf" in names:
+        return {"inside_model": "EmpiricalCDF (mid-rank ECDF per feature) -> normal scores, log-excess beyond "
+                "the training range"}  # fmt: skip
+    normalisation = model.get_layer("normalisation")
+    return {
+        "inside_model": "SignedLog1p -> Normalization -> Clip(10)",
+        "mean": np.ravel(ops.convert_to_numpy(normalisation.mean)).astype(float).tolist(),
+        "variance": np.ravel(ops.convert_to_numpy(normalisation.variance)).astype(float).tolist(),
+    }
+
+
+def _rank_ensemble(x, fit_rows, val_rows, params: TrainingParams, log_dir):
+    """The unsupervised default (shopguard.ensemble): the robust autoencoder on rank-normalised
+    features, then the fused score calibrated on the rows it was fitted on."""
+    cdf = ensemble.EmpiricalCDF(**ensemble.ecdf_knots(x[fit_rows]), name="empirical_cdf")
+    model, history = _robust_autoencoder(
+        x,
+        fit_rows,
+        val_rows,
+        params,
+        log_dir,
+        build=lambda x_fit: ensemble.build_autoencoder(x_fit, cdf, params),
+    )
+    return ensemble.with_fused_score(model, cdf, x[fit_rows]), history
 
 
 def _with_logistic_head(autoencoder: keras.Model, x, labels, fit_rows, params: TrainingParams) -> keras.Model:

@@ -1,0 +1,199 @@
+"""The unsupervised default: a rank-normalised autoencoder fused with per-feature tail probabilities.
+
+Why: on data nobody here generated, an autoencoder on log-standardised features ranked big legitimate
+spenders first (one heavy-tailed feature dominated its error) and lost to a plain IsolationForest. Here
+every feature first goes through its own empirical distribution (mid-rank ECDF of the training users,
+stored in the model), so it is measured in "how rare", not in euros or counts:
+
+* per feature, the tail probabilities P(X >= x) and P(X <= x): the ECDF between its 5th and 95th
+  percentiles, a Pareto tail beyond (magnitude still counts past anything seen), and a normal score z;
+* the autoencoder reconstructs z; each feature's squared residual is divided by its typical size on the
+  training users, so a feature that is hard to reconstruct for everyone does not dominate;
+* the score adds ECOD's tail score (rare values anywhere add up) and half the mean normalised error
+  (a user that breaks the features' usual relations), both negative log-likelihoods, nothing tuned.
+
+Everything lives in the saved model (registered layers, constants in their configs): scoring calls one
+Keras model, as before. Reasons: each feature's share of the score, high or low against the population.
+Measured on 30 external data sets by bench/external.py (docs/quality.md).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+# ECDF knots at every 5%: the outer ones stay below a few percent of anomalies sharing one value; past
+# them the Pareto tail takes over.
+LEVELS = np.round(np.arange(0.05, 0.9501, 0.05), 4)
+
+
+def _piecewise(x, knots: list[list[float]], values: list[list[float]]):
+    """Interpolates per column: knots and values are (K, columns), knots non-decreasing; flat outside."""
+    k = np.asarray(knots, dtype=np.float32)
+    v = np.asarray(values, dtype=np.float32)
+    width = np.diff(k, axis=0)
+    slope = np.divide(np.diff(v, axis=0), width, out=np.zeros_like(width), where=width > 0)
+    out = ops.zeros_like(x) + v[0]
+    for j in range(len(width)):  # K-1 elementwise steps: memory stays rows x columns
+        if np.any(slope[j] != 0):
+            out = out + slope[j] * ops.minimum(ops.maximum(x - k[j], 0.0), width[j])
+    return out
+
+
+@keras.saving.register_keras_serializable(package="shopguard")
+class EmpiricalCDF(layers.Layer):
+    """raw features -> (normal score z, -log P(X >= x), -log P(X <= x)) per feature.
+
+    Between the 5th and 95th percentile knots: the mid-rank ECDF, interpolated. Beyond them a Pareto
+    tail: the tail probability shrinks as 1 / (1 + excess / scale), the scale being the distance from
+    the quartile to the knot (the body sets it, not the anomalies out there), so a value 100 scales out
+    is 100 times rarer and magnitude still counts where ranks alone would saturate. Probabilities are kept
+    in logs (float32 cannot hold 1 - 1e-9).
+    """
+
+    def __init__(self, knots, levels, low_scale, high_scale, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.knots = [[float(v) for v in row] for row in knots]
+        self.levels = [[float(v) for v in row] for row in levels]
+        self.low_scale = [float(v) for v in low_scale]
+        self.high_scale = [float(v) for v in high_scale]
+
+    def call(self, inputs):
+        level = _piecewise(inputs, self.knots, self.levels)
+        lowest, highest = np.asarray(self.knots[0], np.float32), np.asarray(self.knots[-1], np.float32)
+        above = ops.maximum(inputs - highest, 0.0) / np.asarray(self.high_scale, np.float32)
+        below = ops.maximum(lowest - inputs, 0.0) / np.asarray(self.low_scale, np.float32)
+        log_upper = ops.log(1.0 - level) - ops.log1p(above)
+        log_lower = ops.log(level) - ops.log1p(below)
+        # z grows with the log-excess past the knots (not with the square root of it, as Phi^-1 of the
+        # Pareto probability would): a value hundreds of scales out must stand out in the reconstruction
+        z_up = _normal_quantile(ops.log(1.0 - level)) + ops.log1p(above)
+        z_low = -_normal_quantile(ops.log(level)) - ops.log1p(below)
+        z = ops.where(level > 0.5, z_up, z_low)
+        return ops.clip(z, -10.0, 10.0), -log_upper, -log_lower
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "knots": self.knots, "levels": self.levels,
+                "low_scale": self.low_scale, "high_scale": self.high_scale}  # fmt: skip
+
+
+def _normal_quantile(log_p):
+    """Phi^-1(1 - p) for an upper-tail probability p <= 1/2 given as log p (Abramowitz and Stegun
+    26.2.23, error below 5e-4): stable for p far below float32's resolution near 1."""
+    t = ops.sqrt(-2.0 * ops.minimum(log_p, math.log(0.5)))
+    numerator = 2.515517 + 0.802853 * t + 0.010328 * t * t
+    denominator = 1.0 + 1.432788 * t + 0.189269 * t * t + 0.001308 * t * t * t
+    return t - numerator / denominator
+
+
+@keras.saving.register_keras_serializable(package="shopguard")
+class FusedScore(layers.Layer):
+    """(residual, z, -log upper tail, -log lower tail) -> [score, per-feature weight, z].
+
+    score = tail + error / 2, both per feature and averaged: the tail score is ECOD's (Li et al., 2022),
+    the mean -log tail probability, taking each feature's upper tail, its lower tail, or the tail its skew
+    points to, whichever mean is largest; the error is the squared residual in units of its typical size,
+    halved so that both are negative log-likelihoods (a standard normal's -log density grows as z^2 / 2).
+    No weight is tuned: a user rare on many features, or one that breaks the features' usual relations,
+    scores high either way. Weight of a feature in the reasons: its share of that sum."""
+
+    def __init__(self, error_scale, right_skewed, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.error_scale = [float(v) for v in error_scale]
+        self.right_skewed = [bool(v) for v in right_skewed]
+
+    def error(self, residual):
+        return residual * residual / np.asarray(self.error_scale, np.float32)
+
+    def tails(self, upper, lower):
+        """Per feature, the tail its skew points to; and the tail score: the largest of the three means."""
+        skewed = ops.where(np.asarray(self.right_skewed), upper, lower)
+        means = [ops.mean(t, axis=1, keepdims=True) for t in (upper, lower, skewed)]
+        return skewed, ops.maximum(ops.maximum(means[0], means[1]), means[2])
+
+    def call(self, inputs):
+        residual, z, upper, lower = inputs
+        half_error = 0.5 * self.error(residual)
+        tail, tail_score = self.tails(upper, lower)
+        score = tail_score + ops.mean(half_error, axis=1, keepdims=True)
+        parts = tail + half_error
+        weight = parts / (ops.sum(parts, axis=1, keepdims=True) + 1e-9)
+        return ops.concatenate([score, weight, z], axis=1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "error_scale": self.error_scale, "right_skewed": self.right_skewed}
+
+
+def _tail_scale(column: np.ndarray, knot: float, quartile: float, extreme: float) -> float:
+    """The Pareto scale past an outer knot, from the body of the distribution (knot - quartile): the
+    values out there may be mostly anomalies, which must not set their own yardstick."""
+    for spread in (knot - quartile, (extreme - knot) / 10):
+        if spread > 0:
+            return float(spread)
+    return max(abs(float(knot)), 1.0) * 0.1
+
+
+def ecdf_knots(x: np.ndarray) -> dict[str, list]:
+    """Per feature: knot values at LEVELS, their mid-rank ECDF levels (ties share the middle of their
+    mass, so a feature that is 0 for 60% of users puts 0 at 0.3, not at 0 or 0.6), and the Pareto tail
+    scales beyond the outer knots (see `_tail_scale`)."""
+    n, columns = x.shape
+    knots = np.empty((len(LEVELS), columns), dtype=np.float64)
+    levels = np.empty_like(knots)
+    high, low = np.ones(columns), np.ones(columns)
+    ordered = np.sort(x, axis=0)
+    for j in range(columns):
+        column = ordered[:, j]
+        values = np.unique(np.quantile(column, LEVELS))
+        left = np.searchsorted(column, values, side="left")
+        right = np.searchsorted(column, values, side="right")
+        mid = np.clip((left + right) / (2.0 * n), 0.5 / n, 1 - 0.5 / n)
+        pad = len(LEVELS) - len(values)  # repeat the last knot: zero-width segments add nothing
+        knots[:, j] = np.concatenate([values, np.repeat(values[-1], pad)])
+        levels[:, j] = np.concatenate([mid, np.repeat(mid[-1], pad)])
+        high[j] = _tail_scale(column, knots[-1, j], np.quantile(column, 0.75), column[-1])
+        low[j] = _tail_scale(-column, -knots[0, j], -np.quantile(column, 0.25), -column[0])
+    return {"knots": knots.tolist(), "levels": levels.tolist(), "low_scale": low.tolist(),
+            "high_scale": high.tolist()}  # fmt: skip
+
+
+def build_autoencoder(x_fit: np.ndarray, cdf: EmpiricalCDF, params: Any) -> keras.Model:
+    """raw features -> residual of the normal scores z (what training minimises)."""
+    inputs = keras.Input(shape=(x_fit.shape[1],), name="features")
+    z, _, _ = cdf(inputs)
+    h = layers.GaussianNoise(0.05, name="denoise")(z)
+    for i, units in enumerate(params.hidden_units):
+        h = layers.Dense(units, activation="relu", name=f"encode_{i}")(h)
+        if params.dropout:
+            h = layers.Dropout(params.dropout, name=f"dropout_{i}")(h)
+    h = layers.Dense(params.latent_units, name="latent")(h)
+    for i, units in enumerate(reversed(params.hidden_units)):
+        h = layers.Dense(units, activation="relu", name=f"decode_{i}")(h)
+    reconstruction = layers.Dense(x_fit.shape[1], name="reconstruction")(h)
+    residual = layers.Subtract(name="residual")([z, reconstruction])
+    return keras.Model(inputs, residual, name="shopguard_rank_autoencoder")
+
+
+def with_fused_score(autoencoder: keras.Model, cdf: EmpiricalCDF, x_fit: np.ndarray) -> keras.Model:
+    """The trained autoencoder + the fused score, with each feature's error scale and skew measured on
+    the training users `x_fit`."""
+    inputs = autoencoder.input
+    z, upper, lower = cdf(inputs)
+    residual = np.asarray(ops.convert_to_numpy(autoencoder(x_fit, training=False)))
+    centred = x_fit - x_fit.mean(axis=0)
+    fused = FusedScore(
+        error_scale=np.maximum((residual**2).mean(axis=0), 1e-3),
+        right_skewed=(centred**3).mean(axis=0) >= 0,
+        name="fused_score",
+    )([autoencoder.output, z, upper, lower])
+    return keras.Model(inputs, fused, name="shopguard_unsupervised")
+
+
+def split_output(out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The fused model's one output -> (score, per-feature weight, normal score z)."""
+    columns = (out.shape[1] - 1) // 2
+    return out[:, 0].astype(np.float64), out[:, 1 : 1 + columns], out[:, 1 + columns :]
