@@ -12,7 +12,7 @@ baselines are fitted on the others; without a holdout the gradient-boosted basel
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pandas as pd
@@ -26,12 +26,14 @@ from shopguard.evaluation import (
     format_table,
     join_truth,
     metric_table,
+    never_trained_on,
     quality_metrics,
     reason_signature_rate,
+    with_unscored,
 )
 from shopguard.features import feature_columns
 from shopguard.labels import attach_labels, usable_verdicts
-from shopguard.model import feature_arrays, holdout_mask, user_share_mask
+from shopguard.model import feature_arrays, user_share_mask
 from shopguard.privacy import pseudonymise
 from shopguard.registry import load_model
 from shopguard.report import ScorerResult, render
@@ -77,23 +79,26 @@ def main(argv: list[str] | None = None) -> None:
         else:
             features = features.withColumn("label", F.lit(None).cast("int"))
         users, x, known = feature_arrays(features.select("user_id", "label", *names).toArrow(), names)
+        trained_users = _training_users(storage, tables.path("features"), models[0][2], holdout)
 
-        # transform: who is evaluated, baselines, metrics
-        evaluated = holdout_mask(users, holdout) if holdout > 0 else np.ones(len(users), bool)
-        notes = [
-            f"{evaluated.sum()} users evaluated"
-            + (f" (the {holdout:.0%} held out of training)" if holdout else "")
-        ]
+        # transform: who is evaluated (users never trained on, where enough known anomalies are among
+        # them), baselines, metrics; known anomalous users without a score count as misses
+        trained_with = {**settings.model.model_dump(), **models[0][2].get("training", {}).get("params", {})}
+        candidates = np.concatenate([users, truth.user_id.to_numpy(dtype=object)])
+        fresh = never_trained_on(candidates, holdout, trained_with["validation_fraction"], trained_users)
+        restricted = holdout > 0 or truth.user_id.isin(set(candidates[fresh])).sum() >= MIN_ANOMALIES
+        eligible = set(candidates[fresh]) if restricted else set(candidates)
+        evaluated = np.isin(users, list(eligible))
+        notes = [f"{evaluated.sum()} users evaluated" + _who(holdout, restricted)]
         results = []
         for version, scores, metadata in models:
             frame = join_truth(scores[scores.user_id.isin(set(users[evaluated]))], truth)
+            frame = with_unscored(frame, truth, eligible)
             results.append(ScorerResult(version, "model", frame, metadata.get("thresholds", {})))
+        unscored = int(results[0].frame["unscored"].sum())
+        notes.append(f"{unscored} known anomalous users had no score that day, counted as misses")
         if e.baselines:
-            trained_with = {
-                **settings.model.model_dump(),
-                **models[0][2].get("training", {}).get("params", {}),
-            }
-            results += _baselines(users, x, known, evaluated, holdout, truth, trained_with, notes)
+            results += _baselines(users, x, known, evaluated, holdout, truth, trained_with, notes, eligible)
 
         metrics = pd.concat(
             [quality_metrics(r.frame, r.name) for r in results]
@@ -114,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
             commit_info=run.commit_info(snapshot_date=day.isoformat(), scorers=scorers, rows_written=len(rows)),
         )  # fmt: skip
         report = args.report or f"{e.report_dir.rstrip('/')}/evaluation-{day.isoformat()}-{run.run_id}.html"
-        warnings = _warnings(holdout, results[0].frame)
+        warnings = _warnings(restricted, results[0].frame, unscored)
         for warning in warnings:
             log.warning("%s", warning)
         _write_text(report, render(day, results, metrics, e.against, notes, warnings))
@@ -165,13 +170,40 @@ def _ground_truth(
 MIN_ANOMALIES = 30  # fewer known anomalous users than this and every figure is mostly noise
 
 
-def _warnings(holdout: float, frame: pd.DataFrame) -> list[str]:
+def _training_users(storage, features_path: str, metadata: dict, holdout: float) -> set[str]:
+    """Users in the snapshots the model trained on (not needed where it held users out by hash)."""
+    snapshots = metadata.get("inputs", {}).get("features", {}).get("snapshots", [])
+    if holdout > 0 or not snapshots:
+        return set()
+    trained = storage.read(
+        features_path, where=[("snapshot_date", "in", [date.fromisoformat(d) for d in snapshots])]
+    )
+    return {r.user_id for r in trained.select("user_id").distinct().collect()}
+
+
+def _who(holdout: float, restricted: bool) -> str:
+    if holdout > 0:
+        return f" (the {holdout:.0%} held out of training)"
+    if restricted:
+        return (
+            " (never trained on: the model's validation users and users absent from its training snapshots)"
+        )
+    return ""
+
+
+def _warnings(restricted: bool, frame: pd.DataFrame, unscored: int) -> list[str]:
     """What makes this report's figures less than they seem."""
     found = []
-    if holdout <= 0:
+    if not restricted:
         found.append(
-            "These users were in the model's training data (it held none out: model.holdout_share is 0), so "
-            "the figures are optimistic. Train with model.holdout_share > 0 for an honest measure."
+            "These users were in the model's training data (it held none out: model.holdout_share is 0, and "
+            f"fewer than {MIN_ANOMALIES} known anomalies are among its validation users), so the figures are "
+            "optimistic. Train with model.holdout_share > 0 for an honest measure."
+        )
+    if unscored:
+        found.append(
+            f"{unscored} known anomalous users have no score for this date (no features: no activity in the "
+            "feature window, or lost upstream). They count as misses here; see the features job's log."
         )
     anomalous = int(frame["anomaly_type"].notna().sum())
     if anomalous < MIN_ANOMALIES:
@@ -182,7 +214,7 @@ def _warnings(holdout: float, frame: pd.DataFrame) -> list[str]:
     return found
 
 
-def _baselines(users, x, labels, evaluated, holdout, truth, params, notes) -> list[ScorerResult]:
+def _baselines(users, x, labels, evaluated, holdout, truth, params, notes, eligible) -> list[ScorerResult]:
     """IsolationForest and gradient-boosted trees on the same features (the trees on the same labelled and
     presumed-normal rows as the classifier), never scored on users they learnt from."""
     seed = params["seed"]
@@ -210,11 +242,10 @@ def _baselines(users, x, labels, evaluated, holdout, truth, params, notes) -> li
     else:
         notes.append("gradient-boosted baseline skipped: too few labelled users")
     return [
-        ScorerResult(
-            name, "baseline", join_truth(pd.DataFrame({"user_id": users[evaluated], "score": s}), truth)
-        )
+        ScorerResult(name, "baseline", with_unscored(
+            join_truth(pd.DataFrame({"user_id": users[evaluated], "score": s}), truth), truth, eligible))
         for name, s in results
-    ]
+    ]  # fmt: skip
 
 
 def _write_text(target: str, text: str) -> None:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pyspark import StorageLevel
 
 from shopguard.cli import parse
-from shopguard.features import FeatureSpec, build_user_features, input_date_range
+from shopguard.features import FeatureSpec, build_user_features, input_date_range, users_without_row
 from shopguard.inputs import read_window
 from shopguard.privacy import pseudonymise
 from shopguard.runtime import InputError, main_entry, pseudonym_key, spark_job
@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
             checked.flagged.unpersist()
         features = features.persist(StorageLevel.MEMORY_AND_DISK)
         users = features.count()
+        inactive = users_without_row(valid["clicks"], valid["transactions"], users)
         version = storage.write(
             features,
             tables.path("features"),
@@ -131,10 +132,18 @@ def main(argv: list[str] | None = None) -> None:
             partition_by=["snapshot_date"],
             replace_where=[("snapshot_date", "=", snapshot)],
             commit_info=run.commit_info(
-                snapshot_date=snapshot.isoformat(), rows_written=users, counts=counts, inputs=inputs
+                snapshot_date=snapshot.isoformat(),
+                rows_written=users,
+                counts=counts,
+                inputs=inputs,
+                users_without_row=inactive,
             ),
         )
-        run.note(users=users)
+        run.note(users=users, users_without_row=inactive)
+        if inactive:
+            log.info("features for %s: %d users seen in the %d-day look-back have no row and no score today: no "
+                     "clicks or orders in the last %d days", snapshot, inactive, spec.lifetime_days,
+                     spec.max_window)  # fmt: skip
         if users == 0:
             log.warning("features for %s: no users; the snapshot is empty (allowed by validation.allow_empty)",
                         snapshot)  # fmt: skip

@@ -1,15 +1,19 @@
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from shopguard.evaluation import (
     feature_of_reason,
     join_truth,
+    never_trained_on,
     quality_metrics,
     ranking_summary,
     reason_signature_rate,
+    with_unscored,
 )
+from shopguard.model import holdout_mask, validation_mask
 
 SCORES = pd.DataFrame(
     {
@@ -60,3 +64,25 @@ def test_ranking_summary_counts_known_anomalies_in_the_top_shares():
     assert summary.loc["all", "known"] == 3 and summary.loc["all", "scored"] == 3
     assert summary.loc["account_takeover", "top_1%"] == 1 and summary.loc["account_takeover", "top_5%"] == 2
     assert summary.loc["brushing", "top_5%"] == 0 and summary.loc["account_takeover", "roc_auc"] == 1.0
+
+
+def test_known_anomalies_without_a_score_count_as_misses():
+    truth = pd.concat([TRUTH, pd.DataFrame({"user_id": ["gone1", "gone2"], "anomaly_type": "brushing"})])
+    complete = join_truth(SCORES, TRUTH)
+    frame = with_unscored(join_truth(SCORES, truth), truth, eligible=set(SCORES.user_id) | {"gone1"})
+    assert frame.unscored.sum() == 1 and "gone2" not in set(frame.user_id)  # only eligible users
+    missed = frame[frame.user_id == "gone1"].iloc[0]
+    assert missed.score < SCORES.score.min() and not missed.is_anomaly and missed.action == "pass"
+    assert value(quality_metrics(frame, "m"), "all", "roc_auc") < value(
+        quality_metrics(complete, "m"), "all", "roc_auc"
+    )
+
+
+def test_users_never_trained_on_are_the_holdout_or_else_validation_users_and_newcomers():
+    users = np.array([f"u{i}" for i in range(2000)], dtype=object)
+    trained = set(users[:1000])
+    fresh = never_trained_on(users, 0.0, 0.2, trained)
+    assert fresh[1000:].all() and 0.15 < fresh[:1000].mean() < 0.25
+    assert (fresh[:1000] == validation_mask(users[:1000], 0.2)).all()
+    held_out = never_trained_on(users, 0.5, 0.2, trained)
+    assert (held_out == holdout_mask(users, 0.5)).all()

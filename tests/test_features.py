@@ -14,6 +14,7 @@ from shopguard.features import (
     cutoff_of,
     feature_columns,
     feature_fingerprint,
+    users_without_row,
 )
 
 D = dt.date(2026, 11, 22)
@@ -98,6 +99,8 @@ CLICKS = [
     click("critic", at(1, hour=2), "review", rating=1),
     click("critic", at(1, hour=3), "review", rating=5),
     click("critic", at(1, hour=14), "review", rating=3),
+    # seen in the look-back, quiet for the last 30 days: no row
+    click("quiet", at(45)),
 ]
 ORDERS = [
     order("o-ontime", "ontime", at(1)),
@@ -200,3 +203,11 @@ def test_the_fingerprint_changes_with_the_feature_columns_only(spark, snapshot):
     fewer = build_user_features(clicks, orders, D, FeatureSpec(windows_days=(7,), lifetime_days=60))
     assert feature_fingerprint(again.schema) == feature_fingerprint(table.schema)
     assert feature_fingerprint(fewer.schema) != feature_fingerprint(table.schema)
+
+
+def test_users_quiet_for_the_whole_window_get_no_row_and_are_counted(spark, snapshot):
+    table, rows = snapshot
+    assert "quiet" not in rows
+    clicks = spark.createDataFrame(CLICKS, schemas.CLICKS)
+    orders = spark.createDataFrame(ORDERS, schemas.TRANSACTIONS)
+    assert users_without_row(clicks, orders, table.count()) == 1

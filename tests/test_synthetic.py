@@ -5,7 +5,13 @@ import datetime as dt
 import pandas as pd
 
 from shopguard import schemas
-from shopguard.synthetic import SyntheticSpec, simulate_block, split_records, synthetic_records
+from shopguard.synthetic import (
+    WHOLESALE_PREFIX,
+    SyntheticSpec,
+    simulate_block,
+    split_records,
+    synthetic_records,
+)
 
 SPEC = SyntheticSpec(
     users=600,
@@ -68,3 +74,28 @@ def test_dirty_share_breaks_a_few_rows_the_ways_real_logs_break():
     assert clicks.user_id.isna().any() or (clicks.user_id.str.strip() == "").any()
     assert clicks.duplicated().any()
     assert orders.order_id.duplicated().any() and ((orders.quantity == 0) | (orders.status == "lost")).any()
+
+
+def test_beyond_the_design_adds_card_testers_and_wholesale_buyers_and_leaves_the_rest_as_it_was():
+    plain = simulate_block(0, SPEC)
+    beyond = simulate_block(
+        0, SyntheticSpec(**{**SPEC.__dict__, "unseen_share": 0.02, "wholesale_share": 0.02})
+    )
+    truth = beyond[beyond.record_type == "truth"]
+    testers = set(truth[truth.anomaly_type == "card_testing"].user_id)
+    assert testers and not testers & set(
+        beyond[beyond.record_type == "label"].user_id
+    )  # nobody knows them yet
+    orders = beyond[(beyond.record_type == "order") & beyond.user_id.isin(testers)]
+    tiny = orders[orders.amount <= 3.0]  # beside their usual orders
+    assert tiny.user_id.nunique() == len(testers) and (tiny.status == "cancelled").any()
+    wholesale = beyond[beyond.user_id.str.startswith(WHOLESALE_PREFIX, na=False)]
+    orders = wholesale[wholesale.record_type == "order"]
+    assert (
+        orders.user_id.nunique() > 0
+        and orders.quantity.min() >= 10
+        and not set(wholesale.user_id) & set(truth.user_id)
+    )
+    # the usual anomalies and labels are those of the same seed without the option
+    kept = truth[truth.anomaly_type != "card_testing"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, plain[plain.record_type == "truth"].reset_index(drop=True))

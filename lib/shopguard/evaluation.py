@@ -64,6 +64,40 @@ def join_truth(scores: pd.DataFrame, anomalies: pd.DataFrame) -> pd.DataFrame:
     return scores.merge(anomalies[columns].drop_duplicates("user_id"), on="user_id", how="left")
 
 
+def never_trained_on(
+    users: np.ndarray, holdout_share: float, validation_fraction: float, training_users: Iterable[str]
+) -> np.ndarray:
+    """Which users the model never fitted on: its holdout (model.holdout_share) where it had one; else its
+    validation users (a stable hash share, used for early stopping only) and users absent from the
+    snapshots it trained on."""
+    from shopguard.model import holdout_mask, validation_mask
+
+    if holdout_share > 0:
+        return holdout_mask(users, holdout_share)
+    return validation_mask(users, validation_fraction) | ~np.isin(users, np.asarray(list(training_users)))
+
+
+def with_unscored(frame: pd.DataFrame, anomalies: pd.DataFrame, eligible: Iterable[str]) -> pd.DataFrame:
+    """`frame` plus the known anomalous users in `eligible` that have no score (no features that day:
+    inactive in the window, or dropped upstream) as misses: ranked below everyone, never alerted. Without
+    them a snapshot that silently lost half of the frauds would look as good as a complete one."""
+    missing = anomalies[
+        anomalies.user_id.isin(set(eligible)) & ~anomalies.user_id.isin(set(frame.user_id))
+    ].drop_duplicates("user_id")
+    if missing.empty:
+        return frame.assign(unscored=False)
+    floor = (frame["score"].min() if len(frame) else 0.0) - 1.0
+    filler: dict[str, object] = {"score": floor, "unscored": True}
+    if "is_anomaly" in frame:
+        filler["is_anomaly"] = False
+    if "action" in frame:
+        filler["action"] = "pass"
+    added = missing[[c for c in ("user_id", "anomaly_type", "subtle") if c in missing]].assign(**filler)
+    if "reasons" in frame:
+        added["reasons"] = [[] for _ in range(len(added))]
+    return pd.concat([frame.assign(unscored=False), added], ignore_index=True)
+
+
 def quality_metrics(frame: pd.DataFrame, scorer: str, budgets: Iterable[float] = BUDGETS) -> pd.DataFrame:
     """Long table (scorer, anomaly_type, metric, value): ROC-AUC, PR-AUC (average precision), and
     precision / recall / F1 at each alert budget and, where the frame has them, at the model's thresholds

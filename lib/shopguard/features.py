@@ -324,6 +324,13 @@ def build_user_features(
     )
 
 
+def users_without_row(clicks: DataFrame, orders: DataFrame, rows: int) -> int:
+    """How many users the input holds beyond the `rows` a snapshot has: seen in the look-back but not in
+    the longest window, so they get no features and no score (evaluate counts them as misses)."""
+    seen = clicks.select("user_id").union(orders.select("user_id")).distinct().count()
+    return max(seen - rows, 0)
+
+
 def feature_columns(schema: T.StructType) -> list[str]:
     """The model's inputs, in table order."""
     return [f.name for f in schema.fields if f.name not in KEY_COLUMNS]

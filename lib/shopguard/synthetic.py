@@ -88,6 +88,11 @@ class SyntheticSpec:
     known_good_share: float = 0.03  # normal users cleared by investigations (label 0)
     label_noise: float = 0.0  # share of labels flipped, to keep evaluation honest
     dirty_share: float = 0.0005  # rows broken the ways real logs break, for validation to catch
+    # Beyond what the model was designed with (0 by default, so a seed's data does not change): users
+    # committing a fraud the features were not built around, and legitimate wholesale buyers who are
+    # extreme every day. bench/quality.py reports the scorer on both separately.
+    unseen_share: float = 0.0
+    wholesale_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.users <= 0 or self.days <= 0 or self.users_per_block <= 0:
@@ -619,6 +624,77 @@ def _inject(rng, users: _Users, spec: SyntheticSpec, t0: int, events: pd.DataFra
     return events, orders, extra_clicks, extra_orders, labels, truth
 
 
+# --------------------------------------------------------------------------- beyond the design
+
+UNSEEN_TYPES: tuple[str, ...] = ("card_testing",)  # injected only with unseen_share > 0
+WHOLESALE_PREFIX = "w"  # wholesale buyers' ids: w00001234 (normal users: u00001234)
+
+
+def _card_testing(rng, user, uid, k, spec, t0, home):
+    """Stolen card numbers tried with many tiny orders over a day or three, most of them declined
+    (cancelled): no feature was built for it (no minimum amount, no decline rate)."""
+    start, end = _episode(rng, spec, t0, int(rng.integers(1, 4)))
+    n = int(rng.integers(8, 30) * max(k, 0.4)) + 3
+    t = _times(rng, start, end, n)
+    carts = _clicks(user, t - rng.integers(20, 120, size=n), "add_to_cart", f"s-ct{uid}",
+                    rng.integers(0, N_CATEGORIES * ITEMS_PER_CATEGORY, size=n), home["device"], home["ip"],
+                    rng.integers(1000, 5000, size=n))  # fmt: skip
+    methods = PAYMENT_METHODS[rng.choice([0, 0, 0, 2, 6], size=n)]  # mostly cards
+    status = rng.choice(["paid", "cancelled"], size=n, p=[0.4, 0.6])
+    amount = rng.uniform(0.5, 3.0, size=n)
+    return [carts], [
+        _orders(user, t, amount, 1, status, methods, home["device"], home["ip"], home["address"])
+    ]
+
+
+def _wholesale(rng, user, uid, spec, t0):
+    """A legitimate business account: one to three large orders every working day of the period, one
+    device, one address, office hours. Extreme on amounts and quantities, but the same every day."""
+    days = np.arange(spec.days)
+    workdays = days[(days + spec.start.weekday()) % 7 < 5]
+    day_of = np.repeat(workdays, rng.integers(1, 4, size=len(workdays)))
+    t = t0 + day_of * DAY + rng.integers(8 * 3600, 17 * 3600, size=len(day_of))
+    n, device, ip = len(t), f"dv{uid}-w", _ip(np.array([uid + 7_000_000_000]))[0]
+    items = rng.integers(0, N_CATEGORIES * ITEMS_PER_CATEGORY, size=n)
+    views = _clicks(
+        user, t - 300, "page_view", f"s-w{uid}", items, device, ip, rng.integers(5000, 60000, size=n)
+    )
+    carts = _clicks(
+        user, t - 60, "add_to_cart", f"s-w{uid}", items, device, ip, rng.integers(2000, 9000, size=n)
+    )
+    quantity = rng.integers(10, 60, size=n)
+    amount = quantity * rng.uniform(15, 60, size=n)
+    return [views, carts], [
+        _orders(user, t, amount, quantity, "paid", "bank_transfer", device, ip, f"ad-w{uid}")
+    ]
+
+
+def _beyond_design(rng, users: _Users, spec: SyntheticSpec, t0: int, events, orders, anomalous: set[str]):
+    """Card testers (truth: card_testing, no labels: investigators have not met them yet) and wholesale
+    buyers (normal; ids start with WHOLESALE_PREFIX), chosen among the block's normal users, whose usual
+    behaviour they replace."""
+    n = len(users.uid)
+    free = np.array([i for i in range(n) if f"u{int(users.uid[i]):08d}" not in anomalous], dtype=int)
+    draw = rng.random(len(free))
+    testers = free[draw < spec.unseen_share]
+    wholesale = free[(draw >= spec.unseen_share) & (draw < spec.unseen_share + spec.wholesale_share)]
+    clicks, new_orders, truth = [], [], []
+    for index in testers:
+        uid, k = int(users.uid[index]), float(rng.uniform(0.35, 1.5))
+        home = {"device": f"dv{uid}-0", "ip": _ip(np.array([users.household[index]]))[0],
+                "address": f"ad{users.household[index]}"}  # fmt: skip
+        c, o = _card_testing(rng, f"u{uid:08d}", uid, k, spec, t0, home)
+        clicks, new_orders = clicks + c, new_orders + o
+        truth.append((f"u{uid:08d}", "card_testing", k, bool(k < SUBTLE_BELOW)))
+    for index in wholesale:
+        uid = int(users.uid[index])
+        c, o = _wholesale(rng, f"{WHOLESALE_PREFIX}{uid:08d}", uid, spec, t0)
+        clicks, new_orders = clicks + c, new_orders + o
+    replaced = users.uid[wholesale]
+    events, orders = events[~events.user_id.isin(replaced)], orders[~orders.user_id.isin(replaced)]
+    return events, orders, clicks, new_orders, truth
+
+
 # --------------------------------------------------------------------------- per block
 
 
@@ -635,6 +711,15 @@ def simulate_block(block: int, spec: SyntheticSpec) -> pd.DataFrame:
     events["user_id"] = events["user_id"].astype(np.int64)
     orders["user_id"] = orders["user_id"].astype(np.int64)
     events, orders, extra_clicks, extra_orders, labels, truth = _inject(rng, users, spec, t0, events, orders)
+    if spec.unseen_share > 0 or spec.wholesale_share > 0:  # its own random stream: the rest stays as it was
+        beyond = _beyond_design(np.random.default_rng([spec.seed, block, 1]), users, spec, t0, events, orders,
+                                {user for user, *_ in truth})  # fmt: skip
+        events, orders = beyond[0], beyond[1]
+        extra_clicks, extra_orders, truth = (
+            extra_clicks + beyond[2],
+            extra_orders + beyond[3],
+            truth + beyond[4],
+        )
     events = events.assign(user_id=lambda d: np.char.mod("u%08d", d.user_id.to_numpy()))
     orders = orders.assign(user_id=lambda d: np.char.mod("u%08d", d.user_id.to_numpy()))
     events = pd.concat([events, *extra_clicks], ignore_index=True)
