@@ -110,6 +110,9 @@ case "${1:-help}" in
   test)
     shift
     need_venv
+    # lint and formatting first: a second, not the half hour of the suite
+    "$VENV/bin/ruff" check lib jobs tests bench && "$VENV/bin/ruff" format --check --quiet lib jobs tests bench \
+      || die "ruff found problems (above): .venv/bin/ruff check --fix lib jobs tests bench && .venv/bin/ruff format lib jobs tests bench"
     exec "$PY" -m pytest "$@"
     ;;
   demo)
