@@ -227,3 +227,12 @@ def test_a_model_that_barely_ranks_its_validation_users_is_warned_about(caplog):
     trained = train(x, users, NAMES, params, labels=coin)
     (warning,) = trained.training["warnings"]
     assert "below model.min_validation_roc_auc=0.9" in warning and warning in caplog.text
+
+
+def test_the_earlier_log_scaled_autoencoder_can_still_be_chosen(autoencoder):
+    x, users, _ = data()
+    earlier = train(x, users, NAMES, replace(FAST, unsupervised="log_autoencoder"))
+    assert [layer.name for layer in earlier.model.layers[1:4]] == ["signed_log1p", "normalisation", "clip"]
+    scores, explanation = batch_scores(earlier.model, "autoencoder", x)
+    assert set(np.argsort(-scores)[:5]) == set(range(len(x) - 5, len(x)))
+    assert explanation.weight.shape == x.shape

@@ -107,6 +107,7 @@ class TrainingParams:
 
     mode: Mode = "auto"
     auto_min_labels: int = 20
+    unsupervised: Literal["rank_ensemble", "log_autoencoder"] = "rank_ensemble"
     min_validation_roc_auc: float = 0.7
     hidden_units: tuple[int, ...] = (32,)
     latent_units: int = 2
@@ -403,6 +404,8 @@ def train(
             model, history = _robust_autoencoder(x, fit_rows & ~positives, val_rows, params, log_dir)
             # ...and a logistic head on its residuals learns from the few labels which deviations matter.
             model = _with_logistic_head(model, x, labels, fit_rows, params)
+        elif params.unsupervised == "log_autoencoder":
+            model, history = _robust_autoencoder(x, fit_rows, val_rows, params, log_dir)
         else:
             model, history = _rank_ensemble(x, fit_rows, val_rows, params, log_dir)
     seconds = time.perf_counter() - started
