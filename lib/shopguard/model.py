@@ -262,7 +262,7 @@ def batch_scores(model: keras.Model, mode: str, x: np.ndarray) -> tuple[np.ndarr
     if model.name == "shopguard_unsupervised":  # the fused default (shopguard.ensemble)
         scores, weight, z = ensemble.split_output(outputs[0])
         return scores, Explanation(weight, z > 0)
-    if mode == "autoencoder":  # models saved before the fused default: the reconstruction error alone
+    if mode == "autoencoder":  # model.unsupervised log_autoencoder, and models saved before the fused default
         (residuals,) = outputs
         return np.mean(residuals**2, axis=1).astype(np.float64), Explanation(residuals**2, residuals > 0)
     if mode == "semi_supervised":
@@ -502,8 +502,8 @@ def _describe_normalisation(model: keras.Model) -> dict[str, Any]:
     """What turns raw features into model units, for the metadata (it lives inside the model)."""
     names = {layer.name for layer in model.layers}
     if "empirical_cdf" in names:
-        return {"inside_model": "EmpiricalCDF (mid-rank ECDF per feature) -> normal scores, log-excess beyond "
-                "the training range"}  # fmt: skip
+        return {"inside_model": "EmpiricalCDF (mid-rank ECDF per feature, Pareto tails past the 5th/95th "
+                "percentiles) -> tail probabilities and normal scores"}  # fmt: skip
     normalisation = model.get_layer("normalisation")
     return {
         "inside_model": "SignedLog1p -> Normalization -> Clip(10)",
