@@ -161,10 +161,8 @@ def ecdf_knots(x: np.ndarray) -> dict[str, list]:
             "high_scale": high.tolist()}  # fmt: skip
 
 
-def build_autoencoder(x_fit: np.ndarray, cdf: EmpiricalCDF, params: Any) -> keras.Model:
-    """raw features -> residual of the normal scores z (what training minimises)."""
-    inputs = keras.Input(shape=(x_fit.shape[1],), name="features")
-    z, _, _ = cdf(inputs)
+def residual_of(z, params: Any):
+    """The narrow denoising autoencoder shared by every mode: normalised features z -> z - reconstruction."""
     h = layers.GaussianNoise(0.05, name="denoise")(z)
     for i, units in enumerate(params.hidden_units):
         h = layers.Dense(units, activation="relu", name=f"encode_{i}")(h)
@@ -173,9 +171,15 @@ def build_autoencoder(x_fit: np.ndarray, cdf: EmpiricalCDF, params: Any) -> kera
     h = layers.Dense(params.latent_units, name="latent")(h)
     for i, units in enumerate(reversed(params.hidden_units)):
         h = layers.Dense(units, activation="relu", name=f"decode_{i}")(h)
-    reconstruction = layers.Dense(x_fit.shape[1], name="reconstruction")(h)
-    residual = layers.Subtract(name="residual")([z, reconstruction])
-    return keras.Model(inputs, residual, name="shopguard_rank_autoencoder")
+    reconstruction = layers.Dense(z.shape[-1], name="reconstruction")(h)
+    return layers.Subtract(name="residual")([z, reconstruction])
+
+
+def build_autoencoder(x_fit: np.ndarray, cdf: EmpiricalCDF, params: Any) -> keras.Model:
+    """raw features -> residual of the normal scores z (what training minimises)."""
+    inputs = keras.Input(shape=(x_fit.shape[1],), name="features")
+    z, _, _ = cdf(inputs)
+    return keras.Model(inputs, residual_of(z, params), name="shopguard_rank_autoencoder")
 
 
 def with_fused_score(autoencoder: keras.Model, cdf: EmpiricalCDF, x_fit: np.ndarray) -> keras.Model:

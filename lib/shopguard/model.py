@@ -205,20 +205,9 @@ def _preprocessing(inputs, x_train: np.ndarray) -> tuple[Any, layers.Normalizati
 
 def build_autoencoder(x_train: np.ndarray, params: TrainingParams) -> keras.Model:
     """raw features -> residual per feature (standard units)."""
-    n_features = x_train.shape[1]
-    inputs = keras.Input(shape=(n_features,), name="features")
+    inputs = keras.Input(shape=(x_train.shape[1],), name="features")
     z, _ = _preprocessing(inputs, x_train)
-    h = layers.GaussianNoise(0.05, name="denoise")(z)
-    for i, units in enumerate(params.hidden_units):
-        h = layers.Dense(units, activation="relu", name=f"encode_{i}")(h)
-        if params.dropout:
-            h = layers.Dropout(params.dropout, name=f"dropout_{i}")(h)
-    h = layers.Dense(params.latent_units, name="latent")(h)
-    for i, units in enumerate(reversed(params.hidden_units)):
-        h = layers.Dense(units, activation="relu", name=f"decode_{i}")(h)
-    reconstruction = layers.Dense(n_features, name="reconstruction")(h)
-    residual = layers.Subtract(name="residual")([z, reconstruction])
-    return keras.Model(inputs, residual, name="shopguard_autoencoder")
+    return keras.Model(inputs, ensemble.residual_of(z, params), name="shopguard_autoencoder")
 
 
 def build_classifier(x_train: np.ndarray, params: TrainingParams) -> keras.Model:
