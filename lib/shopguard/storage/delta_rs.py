@@ -1,0 +1,322 @@
+"""Spark + delta-rs: the fallback where Delta's jars are absent. Spark writes and reads the Parquet files in
+parallel; delta-rs (`deltalake`) keeps the Delta log: the files of each version and the atomic commit."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from urllib.parse import unquote
+
+import pyarrow as pa
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+
+from shopguard.storage.base import (
+    Commit,
+    ConcurrentWriteError,
+    DeltaStorage,
+    StorageError,
+    check_retention,
+    check_write,
+    commit_json,
+    pause_before_commit,
+    replace_id,
+)
+from shopguard.storage.predicates import Predicate, as_log_strings, check, literal, matches, to_sql
+
+log = logging.getLogger("shopguard.storage")
+
+
+def _rs_uri(path: str) -> str:
+    """delta-rs and pyarrow spell S3 `s3://`; Hadoop's connector is `s3a://`."""
+    return "s3://" + path[len("s3a://") :] if path.startswith("s3a://") else path
+
+
+def _spark_uri(uri: str) -> str:
+    return "s3a://" + uri[len("s3://") :] if uri.startswith("s3://") else uri
+
+
+def _file_for_spark(table_uri: str, relative: str) -> str:
+    """A data file as Spark's Hadoop paths need it: a local file as a plain path (taken literally), a
+    remote one as a URI with any literal '%' encoded (Hadoop decodes URIs)."""
+    if "://" in relative:  # absolute paths are allowed in the log (e.g. shallow clones)
+        return _spark_uri(relative)
+    if table_uri.startswith("file://"):
+        return f"{table_uri[len('file://') :].rstrip('/')}/{relative}"
+    return _spark_uri(f"{table_uri.rstrip('/')}/{relative.replace('%', '%25')}")
+
+
+class DeltaRsStorage(DeltaStorage):
+    """Spark moves the data; delta-rs keeps the log. Works with no JVM Delta at all."""
+
+    name = "delta-rs"
+
+    def _table(self, path: str, version: int | None = None):
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        try:
+            return DeltaTable(_rs_uri(path), version=version, storage_options=self.storage_options or None)
+        except TableNotFoundError as exc:
+            raise StorageError(f"no Delta table at {path}") from exc
+
+    def exists(self, path: str) -> bool:
+        from deltalake import DeltaTable
+
+        return DeltaTable.is_deltatable(_rs_uri(path), storage_options=self.storage_options or None)
+
+    def version(self, path: str) -> int:
+        return self._table(path).version()
+
+    def _spark_schema(self, table) -> T.StructType:
+        return from_arrow_schema(pa.schema(table.schema().to_arrow()))
+
+    def schema(self, path: str) -> T.StructType:
+        return self._spark_schema(self._table(path))
+
+    def partition_columns(self, path: str) -> list[str]:
+        return list(self._table(path).metadata().partition_columns)
+
+    def read(self, path: str, *, version: int | None = None, where: Sequence[Predicate] = ()) -> DataFrame:
+        table = self._table(path, version)
+        unsupported = set(table.protocol().reader_features or []) - {"timestampNtz"}
+        if unsupported:
+            raise StorageError(
+                f"{path} uses Delta reader features {sorted(unsupported)} that the delta-rs backend does not "
+                "read through Spark; use the delta-spark backend (storage.backend: delta-spark)"
+            )
+        schema = self._spark_schema(table)
+        partition_columns = list(table.metadata().partition_columns)
+        check(where, partition_columns)
+
+        actions = pa.table(table.get_add_actions(flatten=True))
+        if where:
+            selected = [matches(values, where) for values in _logged_partitions(actions, partition_columns)]
+            actions = actions.filter(pa.array(selected, pa.bool_()))
+        if actions.num_rows == 0:
+            return self.spark.createDataFrame([], schema)
+
+        # The log holds URI-encoded paths; the names on disk are their decoded form (Hive escapes a ':' in a
+        # partition value as '%3A' on disk, which the log writes '%253A').
+        paths = [unquote(p) for p in actions["path"].to_pylist()]
+        uris = [_file_for_spark(table.table_uri, p) for p in paths]
+        data_schema = T.StructType([f for f in schema.fields if f.name not in partition_columns])
+        data = self.spark.read.schema(data_schema).parquet(*uris)
+        if not partition_columns:
+            return data
+
+        # Partition values live in the Delta log, not in the files: join them back by the file's path, in one
+        # scan whatever the folder layout (delta-spark, delta-rs and this writer lay files out differently).
+        # The key is the path's last segments (one per partition column, plus the file name), which Spark and
+        # delta-rs spell alike, unlike the URI scheme in front of them.
+        depth = len(partition_columns) + 1
+        keys = ["/".join(p.split("/")[-depth:]) for p in paths]
+        if len(set(keys)) != len(keys):
+            raise StorageError(
+                f"{path}: file paths repeat in their last {depth} segments; use the delta-spark backend"
+            )
+        partition_values = pa.table(
+            {"_key": keys, **{c: actions[f"partition.{c}"] for c in partition_columns}}
+        )
+        partition_schema = T.StructType(
+            [T.StructField("_key", T.StringType())] + [schema[c] for c in partition_columns]
+        )
+        values_df = self.spark.createDataFrame(partition_values.to_pandas(), partition_schema)
+        key = F.expr(
+            f"array_join(slice(split(url_decode(_metadata.file_path), '/'), -{depth}, {depth}), '/')"
+        )
+        joined = data.withColumn("_key", key).join(F.broadcast(values_df), on="_key", how="inner")
+        return joined.select(*schema.fieldNames())
+
+    def partition_values(self, path: str, *, version: int | None = None) -> list[dict[str, str | None]]:
+        table = self._table(path, version)
+        columns = list(table.metadata().partition_columns)
+        if not columns:
+            return []
+        actions = pa.table(table.get_add_actions(flatten=True))
+        unique = {tuple(p.items()) for p in _logged_partitions(actions, columns)}
+        return [dict(p) for p in sorted(unique, key=lambda p: str(tuple(v for _, v in p)))]
+
+    def write(self, df, path, *, mode, partition_by=(), replace_where=None, commit_info=None) -> int:
+        from deltalake import Schema
+        from deltalake.exceptions import CommitFailedError
+        from deltalake.transaction import CommitProperties, Transaction, create_table_with_add_actions
+
+        partition_by = check_write(df, mode, partition_by, replace_where)
+
+        exists = self.exists(path)
+        if exists:
+            self.check_schema(df, path, partition_by)
+            df = df.select(*self.schema(path).fieldNames())  # the table's column order
+
+        write_id = f"w-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
+        write_dir = f"{path.rstrip('/')}/{write_id}"
+        writer = df.write.mode("errorifexists")
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        writer.parquet(write_dir)
+
+        files = self._list_files(write_dir)
+        actions = []
+        for file_path, size, modified in files:
+            relative = file_path[len(path.rstrip("/")) + 1 :]
+            values = _partition_values_from_path(relative)
+            if set(values) != set(partition_by):
+                raise StorageError(f"written file {file_path} is not in folders of partitions {partition_by}")
+            actions.append((relative, size, modified, {c: values[c] for c in partition_by}))
+
+        if replace_where is not None:
+            stray = sorted({tuple(sorted(a[3].items())) for a in actions if not matches(a[3], replace_where)})
+            if stray:
+                self._delete(write_dir)
+                raise StorageError(
+                    f"rows in partitions {[dict(p) for p in stray][:5]}, outside the partitions replaced "
+                    f"({to_sql(replace_where)}); nothing was committed"
+                )
+
+        add_actions = [_add_action(*a) for a in actions]
+        arrow_schema = _nullable(to_arrow_schema(df.schema, timezone="UTC"))
+        properties = CommitProperties(
+            custom_metadata={"userMetadata": commit_json(commit_info, write_id)},
+            # Two writers replacing the same partitions share an application id, so Delta's conflict check
+            # fails the later one even when the partitions were empty (nothing to remove, nothing to clash).
+            app_transactions=[Transaction(app_id=replace_id(replace_where), version=time.time_ns())]
+            if replace_where is not None
+            else None,
+        )
+        table = self._table(path) if exists else None  # the version this write commits against
+        pause_before_commit(write_id)
+        try:
+            if table is None:
+                try:
+                    create_table_with_add_actions(
+                        _rs_uri(path),
+                        Schema.from_arrow(arrow_schema),
+                        add_actions,
+                        mode="error",
+                        partition_by=partition_by or None,
+                        storage_options=self.storage_options or None,
+                        commit_properties=properties,
+                    )
+                    return self._version_of(path, write_id)
+                except Exception:
+                    if not self.exists(path):
+                        raise
+                    # Another writer created the table meanwhile: commit as an ordinary write on top of it.
+                    table = self._table(path)
+            filters = as_log_strings(replace_where) if replace_where is not None else None
+            table.create_write_transaction(
+                add_actions,
+                mode,
+                arrow_schema,
+                partition_by=partition_by or None,
+                partition_filters=filters,
+                commit_properties=properties,
+            )
+        except CommitFailedError as exc:
+            self._delete(write_dir)
+            raise ConcurrentWriteError(
+                f"another job committed a conflicting change to {path} first; this write ({write_id}) was "
+                f"not committed and the table is unchanged by it. Rerun the job. ({exc})"
+            ) from exc
+        return self._version_of(path, write_id)
+
+    def _hadoop_fs(self, path: str):
+        jvm = self.spark.sparkContext._jvm
+        hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+        return hadoop_path, hadoop_path.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())
+
+    def _list_files(self, directory: str) -> list[tuple[str, int, int]]:
+        """(path as written under the table, size, modification time ms) of each Parquet file."""
+        hadoop_path, fs = self._hadoop_fs(directory)
+        qualified_root = fs.makeQualified(hadoop_path).toString()
+        found = []
+        iterator = fs.listFiles(hadoop_path, True)
+        while iterator.hasNext():
+            status = iterator.next()
+            name = status.getPath().getName()
+            if name.startswith(("_", ".")) or not name.endswith(".parquet"):
+                continue
+            qualified = status.getPath().toString()
+            relative = qualified[len(qualified_root) :].lstrip("/")
+            found.append(
+                (f"{directory.rstrip('/')}/{relative}", status.getLen(), status.getModificationTime())
+            )
+        return found
+
+    def _delete(self, directory: str) -> None:
+        try:
+            hadoop_path, fs = self._hadoop_fs(directory)
+            fs.delete(hadoop_path, True)
+        except Exception:  # best effort: vacuum removes what is left
+            log.warning("could not remove uncommitted files under %s; vacuum will", directory)
+
+    def history(self, path: str, limit: int | None = None) -> list[Commit]:
+        commits = []
+        for entry in self._table(path).history(limit):
+            raw = entry.get("userMetadata")
+            try:
+                info = json.loads(raw) if isinstance(raw, str) else {}
+            except json.JSONDecodeError:
+                info = {"userMetadata": raw}
+            commits.append(
+                Commit(
+                    version=int(entry["version"]),
+                    timestamp=datetime.fromtimestamp(entry["timestamp"] / 1000, tz=UTC),
+                    operation=str(entry.get("operation")),
+                    info=info,
+                )
+            )
+        return commits
+
+    def vacuum(self, path: str, *, retention_hours: int, dry_run: bool = False) -> list[str]:
+        check_retention(retention_hours)
+        # full: also files no commit ever referenced (a crashed write), once older than the retention
+        removed = self._table(path).vacuum(
+            retention_hours=retention_hours, dry_run=dry_run, enforce_retention_duration=False, full=True
+        )
+        if not dry_run:
+            self._remove_empty_write_dirs(path)
+        return list(removed)
+
+    def _remove_empty_write_dirs(self, path: str) -> None:
+        hadoop_path, fs = self._hadoop_fs(path)
+        for status in fs.listStatus(hadoop_path):
+            if status.isDirectory() and status.getPath().getName().startswith("w-"):
+                if not fs.listFiles(status.getPath(), True).hasNext():
+                    fs.delete(status.getPath(), True)
+
+
+def _add_action(relative: str, size: int, modified_ms: int, partition_values: dict[str, str | None]):
+    from deltalake.transaction import AddAction
+
+    return AddAction(relative, size, partition_values, modified_ms, True, None)
+
+
+def _logged_partitions(actions: pa.Table, columns: Sequence[str]) -> list[dict[str, str | None]]:
+    """Each add action's partition values, spelt as the log holds them."""
+    found = zip(*(actions[f"partition.{c}"].to_pylist() for c in columns), strict=True)
+    return [
+        {c: None if v is None else literal(v) for c, v in zip(columns, values, strict=True)}
+        for values in found
+    ]
+
+
+def _nullable(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([field.with_nullable(True) for field in schema])
+
+
+def _partition_values_from_path(relative: str) -> dict[str, str | None]:
+    values: dict[str, str | None] = {}
+    for segment in relative.split("/")[:-1]:
+        if "=" in segment:
+            key, raw = segment.split("=", 1)
+            value = unquote(raw)
+            values[unquote(key)] = None if value == "__HIVE_DEFAULT_PARTITION__" else value
+    return values

@@ -1,0 +1,166 @@
+"""delta-spark: the normal backend, where Delta's jars are on Spark's classpath (shopguard.deltajars)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC
+from pathlib import Path
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from shopguard.storage.base import (
+    PAUSE_BEFORE_COMMIT,
+    Commit,
+    ConcurrentWriteError,
+    DeltaStorage,
+    StorageError,
+    check_retention,
+    check_write,
+    commit_json,
+)
+from shopguard.storage.predicates import Predicate, check, to_sql
+
+log = logging.getLogger("shopguard.storage")
+
+
+class DeltaSparkStorage(DeltaStorage):
+    """delta-spark on the JVM: Delta's own writer, conflict detection, history and vacuum. Needs the Delta jars
+    on Spark's classpath and Delta's SQL extension (shopguard.deltajars puts both there)."""
+
+    name = "delta-spark"
+
+    def _table(self, path: str):
+        from delta.tables import DeltaTable
+
+        if not self.exists(path):
+            raise StorageError(f"no Delta table at {path}")
+        return DeltaTable.forPath(self.spark, path)
+
+    def exists(self, path: str) -> bool:
+        from delta.tables import DeltaTable
+
+        return bool(DeltaTable.isDeltaTable(self.spark, path))
+
+    def version(self, path: str) -> int:
+        return int(self._table(path).history(1).collect()[0]["version"])
+
+    def schema(self, path: str) -> T.StructType:
+        return self._table(path).toDF().schema
+
+    def partition_columns(self, path: str) -> list[str]:
+        return list(self._table(path).detail().first()["partitionColumns"])
+
+    def read(self, path: str, *, version: int | None = None, where: Sequence[Predicate] = ()) -> DataFrame:
+        check(where, self.partition_columns(path) if where else [])
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        df = reader.load(path)
+        return df.where(to_sql(where)) if where else df
+
+    def partition_values(self, path: str, *, version: int | None = None) -> list[dict[str, str | None]]:
+        columns = self.partition_columns(path)
+        if not columns:
+            return []
+        distinct = self.read(path, version=version).select(
+            *[F.col(c).cast("string").alias(c) for c in columns]
+        )
+        return sorted((row.asDict() for row in distinct.distinct().collect()), key=str)
+
+    def write(self, df, path, *, mode, partition_by=(), replace_where=None, commit_info=None) -> int:
+        partition_by = check_write(df, mode, partition_by, replace_where)
+        write_id = uuid.uuid4().hex
+        self.check_schema(df, path, partition_by)
+        if self.exists(path):
+            df = df.select(*self.schema(path).fieldNames())
+        writer = (
+            _held_before_commit(df, write_id)
+            .write.format("delta")
+            .mode(mode)
+            .option("userMetadata", commit_json(commit_info, write_id))
+        )
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        if replace_where is not None:
+            writer = writer.option("replaceWhere", to_sql(replace_where))
+        before = self.version(path) if self.exists(path) else None
+        try:
+            writer.save(path)
+        except Exception as exc:
+            text = f"{type(exc).__name__}: {exc}"
+            if "Concurrent" in type(exc).__name__ or "DELTA_CONCURRENT" in text:
+                raise ConcurrentWriteError(
+                    f"another job committed a conflicting change to {path} first; this write ({write_id}) was "
+                    f"not committed and the table is unchanged by it. Rerun the job. ({text.splitlines()[0]})"
+                ) from exc
+            if "DELTA_REPLACE_WHERE_MISMATCH" in text:
+                replaced = to_sql(replace_where or [])
+                raise StorageError(
+                    f"rows outside the partitions replaced ({replaced}); nothing was committed"
+                ) from exc
+            raise
+        if (
+            before is not None and self.version(path) == before
+        ):  # nothing to add or remove: Delta commits nothing
+            return before
+        return self._version_of(path, write_id)
+
+    def history(self, path: str, limit: int | None = None) -> list[Commit]:
+        table = self._table(path)
+        rows = (table.history(limit) if limit else table.history()).collect()
+        commits = []
+        for r in rows:
+            try:
+                info = json.loads(r["userMetadata"]) if r["userMetadata"] else {}
+            except json.JSONDecodeError:
+                info = {"userMetadata": r["userMetadata"]}
+            timestamp = (
+                r["timestamp"].replace(tzinfo=UTC) if r["timestamp"].tzinfo is None else r["timestamp"]
+            )
+            commits.append(Commit(int(r["version"]), timestamp, str(r["operation"]), info))
+        return commits
+
+    def vacuum(self, path: str, *, retention_hours: int, dry_run: bool = False) -> list[str]:
+        """Delta's VACUUM: it also deletes files no commit ever referenced (a crashed write)."""
+        check_retention(retention_hours)
+        self._table(path)
+        statement = f"VACUUM delta.`{path}` RETAIN {retention_hours} HOURS"
+        doomed = [str(r[0]) for r in self.spark.sql(f"{statement} DRY RUN").collect()]
+        if not dry_run and doomed:
+            self.spark.sql(statement).collect()
+        return doomed
+
+
+def _held_before_commit(df: DataFrame, write_id: str) -> DataFrame:
+    """The delta-spark side of `_pause_before_commit`. Delta's writer commits inside `save`, so the drill
+    splits the rows in two tasks: the first writes its file, the second announces `<write_id>.ready` and
+    waits for `<folder>/go`. A kill there leaves written, uncommitted files, as a crash would; writers
+    released together commit at the same moment. Off, and `df` unchanged, unless the variable names a folder."""
+    gate = os.environ.get(PAUSE_BEFORE_COMMIT)
+    if not gate:
+        return df
+
+    def hold(batches):
+        from pyspark import TaskContext
+
+        if TaskContext.get().partitionId() == 0:
+            yield from batches
+            return
+        time.sleep(1.0)  # the first task's file is written by now
+        Path(gate, f"{write_id}.ready").touch()
+        deadline = time.monotonic() + 600
+        while not Path(gate, "go").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield from batches
+
+    return df.repartition(2).mapInPandas(hold, df.schema)
+
+
+# --------------------------------------------------------------------------- Spark + delta-rs
