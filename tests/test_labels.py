@@ -6,7 +6,9 @@ from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
 
 from shopguard import schemas
-from shopguard.labels import attach_labels, usable_verdicts
+from shopguard.catalog import Tables
+from shopguard.config import ColumnSettings, TableSettings
+from shopguard.labels import attach_labels, read_labels
 
 FEATURES = T.StructType(
     [
@@ -47,7 +49,7 @@ def test_each_snapshot_sees_only_the_verdicts_given_before_its_cutoff(spark):
     }
 
 
-def test_readers_get_verdicts_in_shopguard_columns_with_unusable_rows_left_out(spark):
+def test_readers_get_verdicts_in_shopguard_columns_with_unusable_rows_left_out(spark, storage, tmp_path):
     source = T.StructType(
         [
             T.StructField("customer", T.StringType()),
@@ -65,7 +67,9 @@ def test_readers_get_verdicts_in_shopguard_columns_with_unusable_rows_left_out(s
         ],
         source,
     )
-    got = raw.transform(usable_verdicts({"user_id": "customer"}))
+    tables = Tables(storage, TableSettings(root=str(tmp_path)))
+    tables.overwrite("labels", raw, {})
+    got = read_labels(tables, {**ColumnSettings().mapping("labels"), "user_id": "customer"}, None, D2).valid
     assertDataFrameEqual(
         got, spark.createDataFrame([("u1", 1, "brushing", at(D1)), ("u2", 0, None, at(D1))], schemas.LABELS)
     )

@@ -15,7 +15,7 @@ from shopguard.validation import Rules, SchemaError, conform, deduplicate, norma
 
 NOW = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)
 D = dt.date(2026, 11, 22)
-RULES = Rules(now=NOW, currencies=("EUR", "USD"))
+RULES = Rules(now=NOW, currency_rates={"EUR": 1.0, "USD": 1.0})
 T0 = dt.datetime(2026, 11, 22, 10, 0)
 
 RAW_CLICKS = T.StructType(

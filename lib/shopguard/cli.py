@@ -21,13 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-from shopguard.config import DEFAULT_CONF_DIR, ConfigError, Settings, load_settings
+from shopguard.config import DEFAULT_CONF_DIR, ConfigError, Mode, Settings, load_settings
 from shopguard.errors import ExitCode
 
 JOBS_DIR = Path(__file__).resolve().parents[2] / "jobs"
-MODES = ("auto", "autoencoder", "semi_supervised", "classifier")
+MODES: tuple[str, ...] = get_args(Mode)
 
 
 def parse_date(text: str) -> date:

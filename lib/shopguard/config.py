@@ -146,8 +146,11 @@ class FeatureSettings(_Section):
         return self
 
 
+Mode = Literal["auto", "autoencoder", "semi_supervised", "classifier"]
+
+
 class ModelSettings(_Section):
-    mode: Literal["auto", "autoencoder", "semi_supervised", "classifier"] = "auto"
+    mode: Mode = "auto"
     # auto: semi_supervised when the training users hold at least this many anomalous verdicts and as many
     # normal ones, the unsupervised autoencoder otherwise
     auto_min_labels: int = Field(20, gt=0)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import reduce
 
@@ -20,30 +19,23 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from shopguard.config import FeatureSettings, ValidationSettings
+
 KEY_COLUMNS = ("user_id", "snapshot_date")
+_VALIDATION = ValidationSettings.model_fields
 
 
-@dataclass(frozen=True)
-class FeatureSpec:
-    """Plain values that shape the features; jobs build it from the `features:` settings."""
+class FeatureSpec(FeatureSettings):
+    """The `features:` settings plus the validation values the features also need (declared there once)."""
 
-    windows_days: tuple[int, ...] = (1, 7, 30)
-    lifetime_days: int = 90
-    night_start_hour: int = 0
-    night_end_hour: int = 6
-    fast_gap_seconds: int = 5
-    short_dwell_ms: int = 2000
-    rating_min: int = 1
-    rating_max: int = 5
-    currency_rates: dict[str, float] = field(default_factory=lambda: {"EUR": 1.0})
+    rating_min: int = _VALIDATION["rating_min"]
+    rating_max: int = _VALIDATION["rating_max"]
+    currency_rates: dict[str, float] = _VALIDATION["currency_rates"]
 
-    def __post_init__(self) -> None:
-        if not self.windows_days or min(self.windows_days) <= 0:
-            raise ValueError(f"windows_days must be positive, got {self.windows_days}")
-        if max(self.windows_days) > self.lifetime_days:
-            raise ValueError(
-                f"lifetime_days {self.lifetime_days} is shorter than window {max(self.windows_days)}"
-            )
+    @classmethod
+    def from_settings(cls, features: FeatureSettings, validation: ValidationSettings) -> FeatureSpec:
+        shared = validation.model_dump(include={"rating_min", "rating_max", "currency_rates"})
+        return cls(**features.model_dump(), **shared)
 
     @property
     def max_window(self) -> int:

@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from shopguard import schemas
+from shopguard.catalog import contract
 from shopguard.config import ConfigError
 from shopguard.storage import DeltaStorage, Predicate
 
@@ -60,7 +61,7 @@ def read_window(
     last: date,
 ) -> DataFrame:
     """Rows of input `table` (source column names) dated first..last, pruning partitions where it can."""
-    canonical = schemas.DATE_COLUMN[table]
+    canonical = contract(table).date_column or ""
     setting = f"columns.{table}.{canonical}"
     date_column, time_column = mapping[canonical], mapping[schemas.TIME_COLUMN[table]]
     schema = storage.schema(path)

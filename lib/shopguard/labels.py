@@ -2,29 +2,55 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from functools import reduce
+from typing import NamedTuple
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from shopguard import schemas
-from shopguard.validation import conform, normalise
+from shopguard.catalog import Tables
+from shopguard.privacy import pseudonymise
+from shopguard.validation import Rules, Validated, conform, normalise, validate
 
 
-def usable_verdicts(mapping: dict[str, str]):
-    """DataFrame -> DataFrame: a labels table in shopguard's columns (`columns.labels` maps them), ids
-    normalised, keeping the rows a reader can use: a user and a 0/1 label. Training validates labels and
-    quarantines the rest; jobs that only compare scores with labels read them through this, as train does."""
+class Verdicts(NamedTuple):
+    """The labels table as read at one version, every row checked."""
 
-    def transform(raw: DataFrame) -> DataFrame:
-        return (
-            conform(raw, "labels", mapping)
-            .transform(normalise("labels"))
-            .select(*schemas.LABELS.fieldNames())
-            .where("user_id IS NOT NULL AND label IN (0, 1)")
-        )
+    checked: Validated
+    version: int
 
-    return transform
+    @property
+    def valid(self) -> DataFrame:
+        """Usable verdicts: a user, a 0/1 label and the time it was given, in shopguard's columns."""
+        return self.checked.valid
+
+    @property
+    def quarantined(self) -> DataFrame:
+        return self.checked.quarantined
+
+
+def read_labels(tables: Tables, mapping: dict[str, str], key: bytes | None, day: date) -> Verdicts:
+    """The one way shopguard reads labels: `columns.labels` maps them, ids are normalised, rows that are not
+    verdicts go to `.quarantined` with the reason, and ids are pseudonymised the way the features are."""
+    version = tables.version("labels")
+    raw = tables.read("labels", version=version)
+    conformed = conform(raw, "labels", mapping).transform(normalise("labels"))
+    checked = validate(conformed, "labels", Rules(now=datetime.now(UTC)), day)
+    if key is not None:
+        checked = checked.transform(pseudonymise("labels", key, mapping))
+    return Verdicts(checked, version)
+
+
+def latest_anomalous(verdicts: DataFrame) -> DataFrame:
+    """user_id, anomaly_type of every user whose latest verdict is anomalous (type 'unknown' if not given)."""
+    latest = Window.partitionBy("user_id").orderBy(F.col("labelled_at").desc_nulls_last())
+    return (
+        verdicts.withColumn("_n", F.row_number().over(latest))
+        .where("_n = 1 AND label = 1")
+        .withColumn("anomaly_type", F.coalesce("anomaly_type", F.lit("unknown")))
+        .select("user_id", "anomaly_type")
+    )
 
 
 def attach_labels(features: DataFrame, labels: DataFrame) -> DataFrame:

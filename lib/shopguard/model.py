@@ -19,8 +19,8 @@ import os
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple, get_args
 
 import numpy as np
 
@@ -34,11 +34,11 @@ import keras  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
 from shopguard import ensemble  # noqa: E402  (registers the default model's layers wherever models load)
+from shopguard.config import Mode, ModelSettings  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["auto", "autoencoder", "semi_supervised", "classifier"]
-MODES: tuple[str, ...] = ("auto", "autoencoder", "semi_supervised", "classifier")
+MODES: tuple[str, ...] = get_args(Mode)
 
 # Percentile grid stored with a model to turn scores into percentiles of the training distribution:
 # 0.1% steps, and 0.01% steps in the top percent where alerts live.
@@ -101,55 +101,13 @@ class ResidualLogisticHead(layers.Layer):
                 "scale": self.scale, "epsilon": self.epsilon}  # fmt: skip
 
 
-@dataclass(frozen=True)
-class TrainingParams:
-    """Plain values that shape training; the train job builds them from the `model:` settings."""
-
-    mode: Mode = "auto"
-    auto_min_labels: int = 20
-    unsupervised: Literal["rank_ensemble", "log_autoencoder"] = "rank_ensemble"
-    min_validation_roc_auc: float = 0.7
-    hidden_units: tuple[int, ...] = (32,)
-    latent_units: int = 2
-    dropout: float = 0.1
-    epochs: int = 40
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    validation_fraction: float = 0.2
-    early_stopping_patience: int = 4
-    trim_share: float = 0.05
-    # semi_supervised and classifier: unlabelled users sampled as presumed normal, and their weight.
-    unlabelled_sample: int = 2000
-    unlabelled_weight: float = 0.3
-    # semi_supervised: inverse strength of the head's L2 penalty (scikit-learn's C); few labels need a strong one.
-    semi_c: float = 0.01
-    # classifier: regularisation for a few hundred labels
-    classifier_dropout: float = 0.3
-    classifier_l2: float = 1e-3
-    seed: int = 42
-    threshold_method: Literal["budget", "precision"] = "budget"
-    alert_budget: float = 0.01
-    block_budget: float = 0.001
-    alert_precision: float = 0.8
-    block_precision: float = 0.95
+class TrainingParams(ModelSettings):
+    """The `model:` settings as training receives them (declared once, in shopguard.config)."""
 
     @classmethod
-    def from_settings(cls, settings: Any, **overrides: Any) -> TrainingParams:
-        """From the validated `model:` settings (a pydantic model); fields the settings lack are an error."""
-        values = {**settings.model_dump(), **overrides}
-        names = {f.name for f in fields(cls)}
-        missing = names - set(values)
-        if missing:
-            raise ValueError(f"model settings lack {sorted(missing)}, which training needs")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names})
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if not 0 < self.block_budget <= self.alert_budget < 1:
-            raise ValueError("expected 0 < block_budget <= alert_budget < 1")
-        if not 0 < self.alert_precision <= self.block_precision <= 1:
-            raise ValueError("expected 0 < alert_precision <= block_precision <= 1")
+    def from_settings(cls, settings: ModelSettings, **overrides: Any) -> TrainingParams:
+        """From the validated `model:` settings, with `overrides` checked like any setting."""
+        return cls.model_validate({**settings.model_dump(), **overrides})
 
 
 @dataclass
@@ -360,7 +318,7 @@ def train(
     is_val = validation_mask(user_ids, params.validation_fraction)
     mode, why = resolve_mode(params, labels, ~is_val)
     log.info("mode %s: %s", mode, why)
-    params = replace(params, mode=mode)
+    params = params.model_copy(update={"mode": mode})
     device = training_device()
     log.info("training the %s model on %d rows x %d features on %s", params.mode, *x.shape, device)
 
@@ -432,7 +390,7 @@ def train(
             "seconds": round(seconds, 2),
             "mode_reason": why,
             "warnings": warnings,
-            "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.__dict__.items()},
+            "params": params.model_dump(),
         },
     )
 

@@ -108,17 +108,7 @@ EVALUATIONS = T.StructType(
     ]
 )
 
-# Partition column of each table shopguard writes.
-PARTITION_COLUMNS: dict[str, str] = {
-    "clicks": "event_date",
-    "transactions": "order_date",
-    "features": "snapshot_date",
-    "scores": "score_date",
-    "quarantine": "snapshot_date",
-}
-
-# Input logs: the date each row is filed under (partition) and the time it happened (windows use the time).
-DATE_COLUMN: dict[str, str] = {"clicks": "event_date", "transactions": "order_date"}
+# The time each row happened (windows use it; the date it is filed under is in shopguard.catalog).
 TIME_COLUMN: dict[str, str] = {"clicks": "event_time", "transactions": "order_time", "labels": "labelled_at"}
 
 # Columns that hold identifiers: trimmed and lower-cased by validation so "U1 " and "u1" are one user.

@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from shopguard import schemas
+from shopguard.config import GenerateSettings
 
 DAY = 86_400
 N_CATEGORIES = 60
@@ -75,30 +76,14 @@ TRUTH = T.StructType(
 SUBTLE_BELOW = 0.6
 
 
-@dataclass(frozen=True)
-class SyntheticSpec:
-    users: int = 5000
-    days: int = 30
-    end_date: date = date(2026, 11, 22)
-    seed: int = 7
-    anomaly_share: float = 0.02
-    users_per_block: int = 500
-    subtle_share: float = 0.25  # share of anomalies injected at low intensity
-    anomaly_label_share: float = 0.5  # injected anomalies that investigations found (label 1)
-    known_good_share: float = 0.03  # normal users cleared by investigations (label 0)
-    label_noise: float = 0.0  # share of labels flipped, to keep evaluation honest
-    dirty_share: float = 0.0005  # rows broken the ways real logs break, for validation to catch
-    # Beyond what the model was designed with (0 by default, so a seed's data does not change): users
-    # committing a fraud the features were not built around, and legitimate wholesale buyers who are
-    # extreme every day. bench/quality.py reports the scorer on both separately.
-    unseen_share: float = 0.0
-    wholesale_share: float = 0.0
+class SyntheticSpec(GenerateSettings):
+    """The `generate:` settings with the last day resolved (the settings' default, null, means yesterday)."""
 
-    def __post_init__(self) -> None:
-        if self.users <= 0 or self.days <= 0 or self.users_per_block <= 0:
-            raise ValueError("users, days and users_per_block must be positive")
-        if not 0 <= self.anomaly_share < 0.5:
-            raise ValueError(f"anomaly_share must be in [0, 0.5), got {self.anomaly_share}")
+    end_date: date = date(2026, 11, 22)
+
+    @classmethod
+    def from_settings(cls, generate: GenerateSettings, today: date) -> SyntheticSpec:
+        return cls(**{**generate.model_dump(), "end_date": generate.end_date or today - timedelta(days=1)})
 
     @property
     def blocks(self) -> int:

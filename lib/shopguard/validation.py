@@ -11,12 +11,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
+from pydantic import field_validator
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from shopguard import schemas
+from shopguard.config import ValidationSettings
 
 log = logging.getLogger(__name__)
 
@@ -28,25 +30,27 @@ class SchemaError(ValueError):
     """A source table lacks a required column or holds one of a type shopguard cannot use."""
 
 
-@dataclass(frozen=True)
-class Rules:
-    """Plain values the row checks need; built by the job from `validation:` settings."""
+class Rules(ValidationSettings):
+    """The `validation:` settings and the moment the run checks rows against ("in the future")."""
 
     now: datetime
-    max_future_minutes: int = 60
-    min_event_date: date = date(2000, 1, 1)
-    max_string_length: int = 256
-    rating_min: int = 1
-    rating_max: int = 5
-    max_amount: float = 1_000_000.0
-    max_quantity: int = 100_000
-    currencies: tuple[str, ...] = ("EUR",)
 
-    def __post_init__(self) -> None:
-        if self.now.tzinfo is None:
+    @field_validator("now")
+    @classmethod
+    def _aware(cls, now: datetime) -> datetime:
+        if now.tzinfo is None:
             raise ValueError(
                 "Rules.now must be timezone-aware (UTC); a naive time shifts with the machine's zone"
             )
+        return now
+
+    @property
+    def currencies(self) -> tuple[str, ...]:
+        return tuple(self.currency_rates)
+
+    @classmethod
+    def from_settings(cls, validation: ValidationSettings, now: datetime) -> Rules:
+        return cls(**validation.model_dump(), now=now)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 STATE_DIR = REPO / "build" / "warehouse"
 # Every table the jobs write, and the inputs, under their shopguard names.
-REGISTERED = ("clicks", "transactions", "labels", "features", "scores", "quarantine", "evaluations")
 
 
 class WarehouseError(RuntimeError):
@@ -82,6 +81,8 @@ def register_tables(spark, settings: Settings, storage) -> list[str]:  # noqa: A
         return []
     spark.sql(f"CREATE DATABASE IF NOT EXISTS `{catalog.database}`")
     registered = []
+    from shopguard.catalog import REGISTERED
+
     for name in REGISTERED:
         path = settings.tables.path(name)
         if storage.exists(path):

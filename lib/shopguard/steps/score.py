@@ -1,0 +1,59 @@
+"""Score every user of one snapshot with a stored model into the scores partition of that date."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, date, datetime
+
+from pyspark import StorageLevel
+
+from shopguard.catalog import Tables
+from shopguard.config import ScoringSettings
+from shopguard.errors import InputError
+from shopguard.registry import StoredModel
+from shopguard.runtime import RunInfo
+from shopguard.scoring import ScoringPlan, check_features_match, score_users
+
+log = logging.getLogger("shopguard.score")
+
+
+def run(tables: Tables, s: ScoringSettings, run: RunInfo, day: date, stored: StoredModel) -> dict[str, int]:
+    """Partition score_date=D of the scores table, checked after the commit; returns users per action."""
+    plan = ScoringPlan.from_metadata(stored.model_bytes, stored.metadata, alert_threshold=s.alert_threshold,
+                                     block_threshold=s.block_threshold, n_reasons=s.n_reasons)  # fmt: skip
+    tables.storage.spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(s.batch_rows))
+    version = tables.require("features", "run the features job first")
+    features = tables.on("features", day, version=version)
+    check_features_match(features.schema, stored.metadata)
+    features = features.persist(StorageLevel.MEMORY_AND_DISK)
+    users = features.count()
+    if users == 0 and not _empty_snapshot_allowed(tables, day):
+        raise InputError(
+            f"no features for {day} in {tables.path('features')}; run the features job for that date"
+        )
+    if users == 0:
+        log.warning("the features of %s are empty (allowed by validation.allow_empty): nothing to score", day)
+
+    scores = score_users(features, plan, datetime.now(UTC), day)
+    pinned = {"features": {"path": tables.path("features"), "version": version}}
+    info = run.commit_info(score_date=day.isoformat(), rows_read=users, model_version=stored.version,
+                           inputs=pinned)  # fmt: skip
+    written = tables.replace("scores", scores, day, info)
+    tally = tables.on("scores", day, version=written).groupBy("action").count().collect()
+    actions = {r["action"]: r["count"] for r in tally}
+    if sum(actions.values()) != users:
+        raise RuntimeError(f"wrote {sum(actions.values())} scores for {users} users of {day}; the table is at "
+                           f"version {written}")  # fmt: skip
+    features.unpersist()
+    run.note(users=users, **actions)
+    log.info("scored %d users of %s with %s -> %s (version %d): %s", users, day, stored.version,
+             tables.path("scores"), written, actions)  # fmt: skip
+    return actions
+
+
+def _empty_snapshot_allowed(tables: Tables, day: date) -> bool:
+    """Whether the newest features commit for `day` wrote an empty snapshot on purpose (--allow-empty)."""
+    for commit in tables.history("features", limit=50):
+        if commit.info.get("job") == "features" and commit.info.get("snapshot_date") == day.isoformat():
+            return commit.info.get("rows_written") == 0
+    return False
