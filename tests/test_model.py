@@ -6,7 +6,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from shopguard.ensemble import LEVELS
 from shopguard.model import (
     TrainingParams,
     batch_scores,
@@ -16,6 +15,7 @@ from shopguard.model import (
     train,
     validation_mask,
 )
+from shopguard.model.ensemble import LEVELS
 from shopguard.registry import (
     ModelIntegrityError,
     ModelNotFoundError,
@@ -115,7 +115,7 @@ def test_saved_model_reloads_in_safe_mode_and_scores_the_same(autoencoder, tmp_p
     save_model(trained.model, {"mode": "autoencoder"}, str(tmp_path), "v1")
     stored = load_model(str(tmp_path))
     assert stored.version == "v1" and list_versions(str(tmp_path)) == ["v1"]
-    assert "keras" in stored.metadata["libraries"]
+    assert "keras" in stored.metadata.libraries
     reloaded = keras_model_from_bytes(stored.model_bytes)
     assert np.allclose(
         batch_scores(reloaded, "autoencoder", x)[0], batch_scores(trained.model, "autoencoder", x)[0]

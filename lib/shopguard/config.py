@@ -154,7 +154,7 @@ class ModelSettings(_Section):
     # auto: semi_supervised when the training users hold at least this many anomalous verdicts and as many
     # normal ones, the unsupervised autoencoder otherwise
     auto_min_labels: int = Field(20, gt=0)
-    # the unsupervised model: rank_ensemble (rank-normalised autoencoder + tail score, shopguard.ensemble) or
+    # the unsupervised model: rank_ensemble (rank-normalised autoencoder + tail score, shopguard.model.ensemble) or
     # log_autoencoder (the earlier default: log-standardised autoencoder, reconstruction error only)
     unsupervised: Literal["rank_ensemble", "log_autoencoder"] = "rank_ensemble"
     # a validation ROC-AUC below this (where labels allow one) is logged and stored as a warning

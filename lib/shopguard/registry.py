@@ -23,6 +23,9 @@ from importlib import metadata as importlib_metadata
 from typing import Any
 
 import pyarrow.fs as pafs
+from pydantic import ValidationError
+
+from shopguard.model.metadata import ModelMetadata
 
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
@@ -55,7 +58,7 @@ class StoredModel:
     version: str
     path: str
     model_bytes: bytes
-    metadata: dict[str, Any]
+    metadata: ModelMetadata
 
 
 def filesystem(root: str) -> tuple[pafs.FileSystem, str]:
@@ -87,7 +90,11 @@ def sha256(data: bytes) -> str:
 
 
 def save_model(
-    keras_model, metadata: dict[str, Any], models_root: str, version: str, tensorboard_dir: str | None = None
+    keras_model: Any,
+    metadata: ModelMetadata | dict[str, Any],
+    models_root: str,
+    version: str,
+    tensorboard_dir: str | None = None,
 ) -> str:
     """Write model, TensorBoard logs and metadata (with the model's checksum) into a hidden folder, then move
     it into place: a version folder only ever appears whole. Returns the version path."""
@@ -109,14 +116,16 @@ def save_model(
             source_filesystem=pafs.LocalFileSystem(),
             destination_filesystem=fs,
         )
-    full = {
-        **metadata,
-        "model_version": version,
-        "model_sha256": sha256(model_bytes),
-        "libraries": library_versions(),
-    }
+    given = metadata if isinstance(metadata, ModelMetadata) else ModelMetadata.model_validate(metadata)
+    full = given.model_copy(
+        update={
+            "model_version": version,
+            "model_sha256": sha256(model_bytes),
+            "libraries": library_versions(),
+        }
+    )
     with fs.open_output_stream(f"{staging}/{METADATA_FILE}") as out:
-        out.write(json.dumps(full, indent=2, sort_keys=True).encode())
+        out.write(json.dumps(full.model_dump(mode="json"), indent=2, sort_keys=True).encode())
     fs.move(staging, target)
     return target
 
@@ -133,7 +142,7 @@ def list_versions(models_root: str) -> list[str]:
     )
 
 
-def read_metadata(models_root: str, version: str) -> dict[str, Any]:
+def read_metadata(models_root: str, version: str) -> ModelMetadata:
     """The metadata of one version, or ModelNotFoundError naming the folder and what is wrong with it."""
     fs, root = filesystem(models_root)
     path = f"{root.rstrip('/')}/{version}"
@@ -152,7 +161,11 @@ def read_metadata(models_root: str, version: str) -> dict[str, Any]:
         ) from None
     if not isinstance(metadata, dict) or "model_sha256" not in metadata:
         raise ModelNotFoundError(f"{path}/{METADATA_FILE} is not a shopguard model's metadata")
-    return metadata
+    try:
+        return ModelMetadata.model_validate(metadata)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<top>'}: {e['msg']}" for e in exc.errors())
+        raise ModelNotFoundError(f"{path}/{METADATA_FILE} cannot be used: {problems}") from None
 
 
 def load_model(models_root: str, version: str | None = None) -> StoredModel:
@@ -171,7 +184,7 @@ def load_model(models_root: str, version: str | None = None) -> StoredModel:
     path = f"{root.rstrip('/')}/{chosen}"
     with fs.open_input_stream(f"{path}/{MODEL_FILE}") as handle:
         model_bytes = handle.read()
-    if sha256(model_bytes) != metadata.get("model_sha256"):
+    if sha256(model_bytes) != metadata.model_sha256:
         raise ModelIntegrityError(
             f"{path}/{MODEL_FILE} does not match the SHA-256 in its metadata; it was changed or corrupted "
             "after training. Retrain, or restore the original file."
@@ -188,25 +201,19 @@ def describe_versions(models_root: str) -> list[dict[str, Any]]:
         except ModelNotFoundError as exc:
             described.append({"version": version, "problem": str(exc)})
             continue
-        thresholds = {
-            k: v for k, v in meta.get("thresholds", {}).items() if k in ("alert", "block", "method")
-        }
-        metrics = {
-            k: v for k, v in meta.get("metrics", {}).items() if k.startswith("val_") and "loss" not in k
-        }
+        thresholds = {k: v for k, v in meta.thresholds.items() if k in ("alert", "block", "method")}
+        metrics = {k: v for k, v in meta.metrics.items() if k.startswith("val_") and "loss" not in k}
         described.append({
-            "version": version, "mode": meta.get("mode"), "created_at": meta.get("created_at"),
-            "snapshot_date": meta.get("training", {}).get("snapshot_date"), "thresholds": thresholds,
-            "metrics": metrics,
+            "version": version, "mode": meta.mode, "created_at": meta.created_at,
+            "snapshot_date": meta.training.get("snapshot_date"), "thresholds": thresholds, "metrics": metrics,
         })  # fmt: skip
     return described
 
 
 def keras_model_from_bytes(model_bytes: bytes):
     """Load a .keras file held in memory (as shipped to Spark workers), with safe_mode on."""
-    import keras
-
-    import shopguard.model  # noqa: F401  registers the custom layers
+    import shopguard.model.training  # noqa: F401  sets the Keras backend, registers every mode's layers
+    from shopguard.model.backend import keras
 
     with tempfile.TemporaryDirectory() as tmp:
         local = os.path.join(tmp, MODEL_FILE)

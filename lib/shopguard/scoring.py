@@ -19,6 +19,7 @@ from pyspark.sql import types as T
 
 from shopguard import schemas
 from shopguard.features import feature_columns, feature_fingerprint
+from shopguard.model.metadata import ModelMetadata
 
 # One loaded model per Python worker process and model checksum. Spark reuses workers between tasks
 # (spark.python.worker.reuse), so a model is deserialised once per worker, not once per batch.
@@ -48,35 +49,35 @@ class ScoringPlan:
     def from_metadata(
         cls,
         model_bytes: bytes,
-        metadata: dict[str, Any],
+        metadata: ModelMetadata,
         alert_threshold: float | None = None,
         block_threshold: float | None = None,
         n_reasons: int = 3,
     ) -> ScoringPlan:
         """Thresholds from the model unless overridden (configuration wins)."""
-        alert = metadata["thresholds"]["alert"] if alert_threshold is None else alert_threshold
-        block = metadata["thresholds"]["block"] if block_threshold is None else block_threshold
+        alert = metadata.thresholds["alert"] if alert_threshold is None else alert_threshold
+        block = metadata.thresholds["block"] if block_threshold is None else block_threshold
         if block < alert:
             raise ValueError(f"block threshold {block} is below the alert threshold {alert}")
         return cls(
             model_bytes=model_bytes,
-            model_sha256=metadata["model_sha256"],
-            model_version=metadata["model_version"],
-            mode=metadata["mode"],
-            feature_names=tuple(metadata["feature_names"]),
-            reference_values=tuple(metadata["reference_values"]),
-            reference_quantiles=metadata["reference_quantiles"],
+            model_sha256=metadata.model_sha256 or "",
+            model_version=metadata.model_version or "",
+            mode=metadata.mode,
+            feature_names=tuple(metadata.feature_names),
+            reference_values=tuple(metadata.reference_values),
+            reference_quantiles=metadata.reference_quantiles,
             alert_threshold=float(alert),
             block_threshold=float(block),
             n_reasons=n_reasons,
         )
 
 
-def check_features_match(features_schema: T.StructType, metadata: dict[str, Any]) -> None:
+def check_features_match(features_schema: T.StructType, metadata: ModelMetadata) -> None:
     """Refuse a model trained on other features, naming what differs."""
-    if feature_fingerprint(features_schema) == metadata.get("feature_fingerprint"):
+    if feature_fingerprint(features_schema) == metadata.feature_fingerprint:
         return
-    have, want = feature_columns(features_schema), list(metadata.get("feature_names", []))
+    have, want = feature_columns(features_schema), list(metadata.feature_names)
     missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
     detail = (
         f"missing from the table: {missing[:10]}; not known to the model: {extra[:10]}"
@@ -84,7 +85,7 @@ def check_features_match(features_schema: T.StructType, metadata: dict[str, Any]
         else "same names, different order or types"
     )
     raise ModelMismatchError(
-        f"model {metadata.get('model_version')} does not fit the features table ({detail}). "
+        f"model {metadata.model_version} does not fit the features table ({detail}). "
         "Retrain the model on the current features, or score with the model that matches them."
     )
 

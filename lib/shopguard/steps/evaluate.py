@@ -30,6 +30,7 @@ from shopguard.evaluation import (
 from shopguard.features import feature_columns
 from shopguard.labels import attach_labels, latest_anomalous, read_labels
 from shopguard.model import feature_arrays, user_share_mask
+from shopguard.model.metadata import ModelMetadata
 from shopguard.privacy import pseudonymise
 from shopguard.registry import load_model
 from shopguard.report import ScorerResult, render
@@ -69,7 +70,7 @@ def run(
     for version, scores, metadata in models:
         frame = join_truth(scores[scores.user_id.isin(set(people.users[people.evaluated]))], truth)
         frame = with_unscored(frame, truth, people.eligible)
-        results.append(ScorerResult(version, "model", frame, metadata.get("thresholds", {})))
+        results.append(ScorerResult(version, "model", frame, metadata.thresholds))
     unscored = int(results[0].frame["unscored"].sum())
     notes.append(f"{unscored} known anomalous users had no score that day, counted as misses")
     if e.baselines:
@@ -98,7 +99,7 @@ def run(
     return metrics
 
 
-def _model_scores(tables: Tables, name: str, day: date) -> tuple[str, pd.DataFrame, dict[str, Any]]:
+def _model_scores(tables: Tables, name: str, day: date) -> tuple[str, pd.DataFrame, ModelMetadata]:
     """(model version, scores of `day`, model metadata) of one scores table (a name under tables.root, a path
     or a URI)."""
     path = (
@@ -135,10 +136,10 @@ def _population(
     key: bytes | None,
     day: date,
     truth: pd.DataFrame,
-    metadata: dict[str, Any],
+    metadata: ModelMetadata,
 ) -> _Population:
     """Users never trained on where enough known anomalies are among them; all users of the date otherwise."""
-    holdout = float(metadata.get("training", {}).get("holdout_share", 0.0))
+    holdout = metadata.holdout_share
     features = tables.on("features", day)
     names = feature_columns(features.schema)
     if settings.evaluation.baselines and tables.exists("labels"):
@@ -149,7 +150,7 @@ def _population(
         features = features.withColumn("label", F.lit(None).cast("int"))
     users, x, known = feature_arrays(features.select("user_id", "label", *names).toArrow(), names)
     trained_users = _training_users(tables, metadata, holdout)
-    params = {**settings.model.model_dump(), **metadata.get("training", {}).get("params", {})}
+    params = {**settings.model.model_dump(), **metadata.training.get("params", {})}
     candidates = np.concatenate([users, truth.user_id.to_numpy(dtype=object)])
     fresh = never_trained_on(candidates, holdout, params["validation_fraction"], trained_users)
     restricted = holdout > 0 or truth.user_id.isin(set(candidates[fresh])).sum() >= MIN_ANOMALIES
@@ -158,9 +159,9 @@ def _population(
     return _Population(users, x, known, evaluated, eligible, holdout, restricted, params)
 
 
-def _training_users(tables: Tables, metadata: dict[str, Any], holdout: float) -> set[str]:
+def _training_users(tables: Tables, metadata: ModelMetadata, holdout: float) -> set[str]:
     """Users in the snapshots the model trained on (not needed where it held users out by hash)."""
-    snapshots = metadata.get("inputs", {}).get("features", {}).get("snapshots", [])
+    snapshots = metadata.training_snapshots
     if holdout > 0 or not snapshots:
         return set()
     trained = tables.read(

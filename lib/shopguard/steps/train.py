@@ -16,6 +16,7 @@ from shopguard.errors import InputError
 from shopguard.features import feature_columns, feature_fingerprint
 from shopguard.labels import attach_labels, read_labels
 from shopguard.model import TrainingParams, feature_arrays, holdout_mask, train
+from shopguard.model.metadata import ModelMetadata
 from shopguard.registry import new_version, save_model
 from shopguard.runtime import RunInfo
 
@@ -55,24 +56,24 @@ def run(tables: Tables, settings: Settings, run: RunInfo, day: date, key: bytes 
             x, user_ids, names, TrainingParams.from_settings(m), labels=labels, log_dir=tensorboard_dir
         )
         version = new_version(trained.mode)
-        metadata = {
-            "mode": trained.mode,
-            "feature_names": trained.feature_names,
-            "feature_fingerprint": feature_fingerprint(features.select(*names).schema),
-            "thresholds": trained.thresholds,
-            "reference_quantiles": trained.reference_quantiles,
-            "reference_values": trained.reference_values,
-            "normalisation": trained.normalisation,
-            "metrics": trained.metrics,
-            "training": {
+        metadata = ModelMetadata(
+            mode=trained.mode,
+            feature_names=trained.feature_names,
+            feature_fingerprint=feature_fingerprint(features.select(*names).schema),
+            thresholds=trained.thresholds,
+            reference_quantiles=trained.reference_quantiles,
+            reference_values=trained.reference_values,
+            normalisation=trained.normalisation,
+            metrics=trained.metrics,
+            training={
                 **trained.training,
                 "run_id": run.run_id,
                 "snapshot_date": day.isoformat(),
                 "holdout_share": m.holdout_share,
             },  # fmt: skip
-            "inputs": inputs,
-            "created_at": datetime.now(UTC).isoformat(),
-        }
+            inputs=inputs,
+            created_at=datetime.now(UTC).isoformat(),
+        )
         path = save_model(trained.model, metadata, tables.path("models"), version, tensorboard_dir)
     log.info("model %s saved to %s (%d rows, device %s, metrics %s)", version, path, len(x),
              trained.training["device"], {k: round(v, 4) for k, v in trained.metrics.items()})  # fmt: skip

@@ -1,0 +1,54 @@
+"""Unsupervised: an autoencoder learns normal behaviour; what it cannot reconstruct is anomalous.
+
+model.unsupervised picks the body: rank_ensemble (the default, shopguard.model.ensemble: rank-normalised
+features, the error fused with ECOD's tail score) or log_autoencoder (log-standardised features, the mean
+squared residual)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from shopguard.model import ensemble
+from shopguard.model.backend import keras
+from shopguard.model.base import Fitted
+from shopguard.model.explain import Explanation
+from shopguard.model.fitting import predict, robust_autoencoder
+from shopguard.model.layers import preprocessing
+
+if TYPE_CHECKING:
+    from shopguard.model.training import TrainingParams
+
+FUSED = "shopguard_unsupervised"  # the name of the rank_ensemble model
+
+
+def build_log_autoencoder(x_train: np.ndarray, params: TrainingParams) -> keras.Model:
+    """raw features -> residual per feature (standard units)."""
+    inputs = keras.Input(shape=(x_train.shape[1],), name="features")
+    z, _ = preprocessing(inputs, x_train)
+    return keras.Model(inputs, ensemble.residual_of(z, params), name="shopguard_autoencoder")
+
+
+def fit(
+    x: np.ndarray, labels: np.ndarray | None, is_val: np.ndarray, params: TrainingParams, log_dir: str | None
+) -> Fitted:
+    fit_rows, val_rows = ~is_val, is_val
+    if params.unsupervised == "log_autoencoder":
+        model, history = robust_autoencoder(x, fit_rows, val_rows, params, log_dir, build_log_autoencoder)
+        return Fitted(model, history, fit_rows, val_rows)
+    cdf = ensemble.EmpiricalCDF(**ensemble.ecdf_knots(x[fit_rows]), name="empirical_cdf")
+    model, history = robust_autoencoder(
+        x, fit_rows, val_rows, params, log_dir, lambda x_fit, p: ensemble.build_autoencoder(x_fit, cdf, p)
+    )
+    return Fitted(ensemble.with_fused_score(model, cdf, x[fit_rows]), history, fit_rows, val_rows)
+
+
+def score_batch(model: keras.Model, x: np.ndarray) -> tuple[np.ndarray, Explanation | None]:
+    outputs = predict(model, x)
+    if model.name == FUSED:
+        scores, weight, z = ensemble.split_output(outputs[0])
+        return scores, Explanation(weight, z > 0)
+    # log_autoencoder, and models saved before the fused default
+    (residuals,) = outputs
+    return np.mean(residuals**2, axis=1).astype(np.float64), Explanation(residuals**2, residuals > 0)
