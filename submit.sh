@@ -110,9 +110,10 @@ case "${1:-help}" in
   test)
     shift
     need_venv
-    # lint and formatting first: a second, not the half hour of the suite
+    # lint, formatting and types first: seconds, not the half hour of the suite
     "$VENV/bin/ruff" check lib jobs tests bench && "$VENV/bin/ruff" format --check --quiet lib jobs tests bench \
       || die "ruff found problems (above): .venv/bin/ruff check --fix lib jobs tests bench && .venv/bin/ruff format lib jobs tests bench"
+    "$PY" -m mypy || die "mypy found type errors (above); the settings are in pyproject.toml [tool.mypy]"
     exec "$PY" -m pytest "$@"
     ;;
   demo)

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -131,6 +130,22 @@ def test_a_tampered_model_file_is_refused(autoencoder, tmp_path):
         load_model(str(tmp_path))
 
 
+def test_metadata_of_an_older_layout_loads_and_of_a_newer_one_is_refused_with_its_version(
+    autoencoder, tmp_path
+):
+    trained, _ = autoencoder
+    save_model(trained.model, {"mode": "autoencoder"}, str(tmp_path), "v1")
+    path = tmp_path / "v1" / "metadata.json"
+    meta = json.loads(path.read_text())
+    assert meta["schema_version"] == 1
+    del meta["schema_version"]  # as written before the field existed
+    path.write_text(json.dumps(meta))
+    assert load_model(str(tmp_path)).metadata.schema_version == 1
+    path.write_text(json.dumps({**meta, "schema_version": 2}))
+    with pytest.raises(ModelNotFoundError, match="schema version 2 is newer than this shopguard reads"):
+        load_model(str(tmp_path))
+
+
 def test_a_model_folder_without_readable_metadata_is_refused_by_name_never_skipped(autoencoder, tmp_path):
     trained, _ = autoencoder
     save_model(trained.model, {"mode": "autoencoder"}, str(tmp_path), "v1")
@@ -212,9 +227,13 @@ def test_thresholds_to_a_target_precision_on_labelled_validation_users():
 
 def test_auto_mode_learns_from_labels_when_there_are_enough_and_says_why():
     x, users, labels = data()
-    many = train(x, users, NAMES, replace(FAST, mode="auto", auto_min_labels=5), labels=labels)
+    many = train(
+        x, users, NAMES, FAST.model_copy(update={"mode": "auto", "auto_min_labels": 5}), labels=labels
+    )
     assert many.mode == "semi_supervised" and "auto_min_labels=5" in many.training["mode_reason"]
-    few = train(x, users, NAMES, replace(FAST, mode="auto", auto_min_labels=50), labels=labels)
+    few = train(
+        x, users, NAMES, FAST.model_copy(update={"mode": "auto", "auto_min_labels": 50}), labels=labels
+    )
     assert (
         few.mode == "autoencoder" and "needs model.auto_min_labels=50 of each" in few.training["mode_reason"]
     )
@@ -231,7 +250,7 @@ def test_a_model_that_barely_ranks_its_validation_users_is_warned_about(caplog):
 
 def test_the_earlier_log_scaled_autoencoder_can_still_be_chosen(autoencoder):
     x, users, _ = data()
-    earlier = train(x, users, NAMES, replace(FAST, unsupervised="log_autoencoder"))
+    earlier = train(x, users, NAMES, FAST.model_copy(update={"unsupervised": "log_autoencoder"}))
     assert [layer.name for layer in earlier.model.layers[1:4]] == ["signed_log1p", "normalisation", "clip"]
     scores, explanation = batch_scores(earlier.model, "autoencoder", x)
     assert set(np.argsort(-scores)[:5]) == set(range(len(x) - 5, len(x)))

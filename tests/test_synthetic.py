@@ -5,6 +5,7 @@ import datetime as dt
 import pandas as pd
 
 from shopguard import schemas
+from shopguard.anomalies import DESIGNED
 from shopguard.synthetic import (
     WHOLESALE_PREFIX,
     SyntheticSpec,
@@ -34,7 +35,7 @@ def test_a_block_is_the_same_for_the_same_seed_and_differs_for_another():
 def test_every_anomaly_type_is_injected_and_events_stay_inside_the_period():
     records = pd.concat([simulate_block(b, SPEC) for b in range(SPEC.blocks)])
     truth = records[records.record_type == "truth"]
-    assert set(truth.anomaly_type) == set(schemas.ANOMALY_TYPES)
+    assert set(truth.anomaly_type) == set(DESIGNED)
     clicks = records[records.record_type == "click"]
     start = pd.Timestamp(SPEC.start)
     assert clicks.event_time.min() >= start and clicks.event_time.max() < start + pd.Timedelta(days=SPEC.days)
@@ -99,3 +100,18 @@ def test_beyond_the_design_adds_card_testers_and_wholesale_buyers_and_leaves_the
     # the usual anomalies and labels are those of the same seed without the option
     kept = truth[truth.anomaly_type != "card_testing"].reset_index(drop=True)
     pd.testing.assert_frame_equal(kept, plain[plain.record_type == "truth"].reset_index(drop=True))
+
+
+def test_the_docs_list_every_anomaly_type_as_declared():
+    from pathlib import Path
+
+    from shopguard.anomalies import ANOMALIES
+
+    text = Path(__file__).parents[1].joinpath("docs", "anomalies.md").read_text()
+    documented = text.split("<!-- anomaly types: generated from shopguard.anomalies -->")[1].split(
+        "<!-- end -->"
+    )[0]
+    rows = [line for line in documented.strip().splitlines()[2:]]
+    assert [row.split("|")[1].strip(" `") for row in rows] == list(ANOMALIES)
+    for row, kind in zip(rows, ANOMALIES.values(), strict=True):
+        assert kind.description in row and all(feature in row for feature in kind.signature)

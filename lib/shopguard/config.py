@@ -159,7 +159,6 @@ class ModelSettings(_Section):
     unsupervised: Literal["rank_ensemble", "log_autoencoder"] = "rank_ensemble"
     # a validation ROC-AUC below this (where labels allow one) is logged and stored as a warning
     min_validation_roc_auc: float = Field(0.7, ge=0, le=1)
-    name: str = "shopguard"
     hidden_units: list[int] = Field(default_factory=lambda: [32])
     latent_units: int = Field(2, gt=0)
     dropout: float = Field(0.1, ge=0, lt=1)

@@ -10,35 +10,17 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
 
+from shopguard.anomalies import SIGNATURES
+
 TOP_SHARES = (0.01, 0.05)
 BUDGETS = (0.001, 0.01, 0.05)
 
-# The features that characterise each anomaly type in the generated data: a reason "means something" when
-# the top reason of an injected anomaly names one of its type's signature features.
-SIGNATURES: dict[str, tuple[str, ...]] = {
-    "brushing": ("fast_gap_share", "short_dwell_share", "top_item_share", "page_views", "add_to_carts",
-                 "events", "burstiness", "gap_mean_s", "dwell_mean_ms", "shared_device_users",
-                 "shared_ip_users", "cart_per_view", "orders", "sessions", "distinct_items"),
-    "bulk_order": ("quantity_sum", "quantity_max", "amount_sum", "amount_max", "amount_mean", "amount_std",
-                   "orders", "add_to_carts", "orders_per_view", "orders_per_cart"),
-    "cancel_abuse": ("cancel_rate", "refund_rate", "cancelled_orders", "refunded_orders", "orders",
-                     "add_to_carts", "orders_per_view", "orders_per_cart", "amount_sum"),
-    "account_takeover": ("login_failures", "login_failure_rate", "new_devices", "new_ips", "new_addresses",
-                         "distinct_devices", "distinct_ips", "amount_max", "amount_sum", "amount_mean",
-                         "amount_std", "payment_methods", "shipping_addresses", "night_share", "orders"),
-    "payment_fraud": ("account_age_days", "days_signup_to_first_order", "payment_methods",
-                      "shipping_addresses", "shared_device_users", "shared_address_users", "shared_ip_users",
-                      "distinct_devices", "new_devices", "new_addresses", "new_ips", "amount_max", "amount_sum",
-                      "amount_mean", "amount_std", "refund_rate", "refunded_orders", "orders", "orders_per_view",
-                      "orders_per_cart"),
-    "review_abuse": ("reviews", "extreme_rating_share", "rating_mean", "shared_device_users", "shared_ip_users",
-                     "orders_per_view", "dwell_mean_ms", "short_dwell_share", "top_item_share"),
-}  # fmt: skip
 
 _WINDOW_SUFFIX = re.compile(r"_\d+d$")
 
@@ -87,7 +69,7 @@ def with_unscored(frame: pd.DataFrame, anomalies: pd.DataFrame, eligible: Iterab
     if missing.empty:
         return frame.assign(unscored=False)
     floor = (frame["score"].min() if len(frame) else 0.0) - 1.0
-    filler: dict[str, object] = {"score": floor, "unscored": True}
+    filler: dict[str, Any] = {"score": floor, "unscored": True}
     if "is_anomaly" in frame:
         filler["is_anomaly"] = False
     if "action" in frame:

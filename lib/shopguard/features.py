@@ -14,6 +14,7 @@ import hashlib
 import json
 from datetime import date, datetime, time, timedelta
 from functools import reduce
+from typing import Any
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -22,7 +23,7 @@ from pyspark.sql import types as T
 from shopguard.config import FeatureSettings, ValidationSettings
 
 KEY_COLUMNS = ("user_id", "snapshot_date")
-_VALIDATION = ValidationSettings.model_fields
+_VALIDATION: dict[str, Any] = dict(ValidationSettings.model_fields)  # FieldInfo: defaults and checks
 
 
 class FeatureSpec(FeatureSettings):

@@ -36,7 +36,7 @@ def _partition_filter(
         start, end = datetime.combine(first, time.min), datetime.combine(last + timedelta(days=1), time.min)
         return [(column, ">=", start), (column, "<", end)]
     if isinstance(dtype, T.StringType):
-        values = {p[column] for p in storage.partition_values(path, version=version)} - {None}
+        values = {v for p in storage.partition_values(path, version=version) if (v := p[column]) is not None}
         odd = sorted(v for v in values if not _ISO_DAY.match(str(v)))
         if odd:
             raise LayoutError(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from shopguard.validation import SOURCE
 
@@ -83,7 +84,9 @@ def pseudonymise(table: str, key: bytes, mapping: dict[str, str] | None = None):
     def transform(df: DataFrame) -> DataFrame:
         out = df.withColumns({c: pseudonym_column(F.col(c), key) for c in columns if c in df.columns})
         if SOURCE in df.columns:
-            fields = set(df.schema[SOURCE].dataType.fieldNames())
+            source_type = df.schema[SOURCE].dataType
+            assert isinstance(source_type, T.StructType)
+            fields = set(source_type.fieldNames())
             source = F.col(SOURCE)
             for c in columns:
                 name = mapping.get(c, c)

@@ -117,7 +117,12 @@ def _alert_reasons(results: list[ScorerResult]) -> str:
     models = [r for r in results if r.kind == "model" and "reasons" in r.frame]
     figure, axes = plt.subplots(1, max(1, len(models)), figsize=(6 * max(1, len(models)), 4.5), squeeze=False)
     for axis, result in zip(axes[0], models, strict=False):
-        alerts = result.frame[result.frame.get("is_anomaly", False).astype(bool)]
+        flagged = (
+            result.frame["is_anomaly"]
+            if "is_anomaly" in result.frame
+            else pd.Series(False, result.frame.index)
+        )
+        alerts = result.frame[flagged.astype(bool)]
         counted = common_reasons(alerts["reasons"])
         if counted:
             names, counts = zip(*reversed(counted), strict=True)

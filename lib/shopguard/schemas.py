@@ -19,14 +19,6 @@ EVENT_TYPES: tuple[str, ...] = (
     "review",
 )
 ORDER_STATUSES: tuple[str, ...] = ("paid", "cancelled", "refunded")
-ANOMALY_TYPES: tuple[str, ...] = (
-    "brushing",
-    "bulk_order",
-    "cancel_abuse",
-    "account_takeover",
-    "payment_fraud",
-    "review_abuse",
-)
 ACTIONS: tuple[str, ...] = ("pass", "alert", "block")
 
 CLICKS = T.StructType(

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,15 +25,19 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from shopguard import schemas
+from shopguard.anomalies import ANOMALIES, DESIGNED
 from shopguard.config import GenerateSettings
-
-DAY = 86_400
-N_CATEGORIES = 60
-ITEMS_PER_CATEGORY = 400
-CARRIER_IPS = 300  # mobile carriers put many users behind few addresses (CGNAT)
-PAYMENT_METHODS = np.array(
-    ["card", "paypal", "apple_pay", "bank_transfer", "klarna", "gift_card", "google_pay"]
+from shopguard.simulation import (
+    DAY,
+    ITEMS_PER_CATEGORY,
+    N_CATEGORIES,
+    PAYMENT_METHODS,
+    click_rows,
+    ip_address,
+    order_rows,
 )
+
+CARRIER_IPS = 300  # mobile carriers put many users behind few addresses (CGNAT)
 CURRENCIES = np.array(["EUR", "USD", "GBP"])
 
 PROFILES = ("casual", "regular", "window_shopper", "power_buyer", "reseller", "reviewer")
@@ -74,6 +79,7 @@ TRUTH = T.StructType(
     ]
 )
 SUBTLE_BELOW = 0.6
+_NULL = np.array(None, dtype=object)  # a null id where a click has no item
 
 
 class SyntheticSpec(GenerateSettings):
@@ -101,17 +107,6 @@ class SyntheticSpec(GenerateSettings):
 
 def _ids(prefix: str, numbers: np.ndarray) -> np.ndarray:
     return np.char.add(prefix, numbers.astype(np.int64).astype(str))
-
-
-def _ip(numbers: np.ndarray) -> np.ndarray:
-    """Deterministic public-looking IPv4 addresses from integers."""
-    n = (numbers.astype(np.uint64) * np.uint64(2654435761)) % np.uint64(2**32)
-    parts = [((n >> np.uint64(s)) & np.uint64(255)).astype(int) for s in (24, 16, 8, 0)]
-    parts[0] = 11 + parts[0] % 200  # keep away from private and reserved first octets
-    out = parts[0].astype(str)
-    for p in parts[1:]:
-        out = np.char.add(np.char.add(out, "."), p.astype(str))
-    return out
 
 
 def _carrier_ip(k: np.ndarray) -> np.ndarray:
@@ -174,8 +169,32 @@ def _draw_users(rng: np.random.Generator, uid: np.ndarray, spec: SyntheticSpec) 
 # --------------------------------------------------------------------------- normal behaviour
 
 
-def _normal_behaviour(rng: np.random.Generator, users: _Users, spec: SyntheticSpec, t0: int):
-    """Sessions -> events and orders for every user of the block, vectorised."""
+@dataclass
+class _Sessions:
+    user: np.ndarray  # index into the block's users
+    start: np.ndarray  # seconds since epoch
+    length: np.ndarray  # events
+    profile: np.ndarray
+    device: np.ndarray
+    ip: np.ndarray
+    id: np.ndarray
+    signup_at: np.ndarray  # per user of the block
+
+
+def _normal_behaviour(
+    rng: np.random.Generator, users: _Users, spec: SyntheticSpec, t0: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Sessions -> events and orders for every user of the block, vectorised. (The draws happen in this
+    order, sessions, events, orders: the same seed gives the same data.)"""
+    sessions = _sessions(rng, users, spec, t0)
+    events, typo, e_type, e_session = _events(rng, users, sessions)
+    orders = _orders_of(rng, users, sessions, e_type, e_session)
+    typos = events[typo].assign(event_type="login_failure", t=lambda d: d.t - 20, dwell_ms=np.nan)
+    return pd.concat([events, typos, _signups(users, sessions.signup_at)], ignore_index=True), orders
+
+
+def _sessions(rng: np.random.Generator, users: _Users, spec: SyntheticSpec, t0: int) -> _Sessions:
+    """When each user browses (weekly rhythm, bursts of interest, time of day), from which device and IP."""
     n, days = len(users.uid), spec.days
     weekday = (np.arange(days) + spec.start.weekday()) % 7
     day_factor = np.where(weekday >= 5, 1.35, 1.0) * rng.gamma(8.0, 1 / 8.0, size=days)
@@ -209,11 +228,22 @@ def _normal_behaviour(rng: np.random.Generator, users: _Users, spec: SyntheticSp
     s_ip = np.where(
         on_mobile,
         _carrier_ip(rng.integers(0, CARRIER_IPS, size=n_sessions)),
-        np.where(travelling, _ip(rng.integers(10**6, 10**9, size=n_sessions)), _ip(users.household[s_user])),
+        np.where(
+            travelling,
+            ip_address(rng.integers(10**6, 10**9, size=n_sessions)),
+            ip_address(users.household[s_user]),
+        ),
     )
     s_id = np.char.add(_ids("s", users.uid[s_user]), _ids("-", np.arange(n_sessions)))
+    return _Sessions(s_user, s_start, s_len, profile, s_device, s_ip, s_id, signup_at)
 
-    # events
+
+def _events(
+    rng: np.random.Generator, users: _Users, sessions: _Sessions
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+    """The events of each session: (events, which logins were mistyped first, event types, session of each)."""
+    s_user, s_start, s_len, profile = sessions.user, sessions.start, sessions.length, sessions.profile
+    s_device, s_ip, s_id, n_sessions = sessions.device, sessions.ip, sessions.id, len(sessions.user)
     e_session = np.repeat(np.arange(n_sessions), s_len)
     n_events = len(e_session)
     first = np.r_[0, np.cumsum(s_len)[:-1]]
@@ -252,9 +282,12 @@ def _normal_behaviour(rng: np.random.Generator, users: _Users, spec: SyntheticSp
             "rating": rating,
         }
     )
-    typos = events[typo].assign(event_type="login_failure", t=lambda d: d.t - 20, dwell_ms=np.nan)
+    return events, typo, e_type, e_session
+
+
+def _signups(users: _Users, signup_at: np.ndarray) -> pd.DataFrame:
     new_users = np.flatnonzero(users.signup_day >= 0)
-    signups = pd.DataFrame(
+    return pd.DataFrame(
         {
             "user_id": users.uid[new_users],
             "t": signup_at[new_users],
@@ -263,13 +296,19 @@ def _normal_behaviour(rng: np.random.Generator, users: _Users, spec: SyntheticSp
             "item": -1,
             "category": -1,
             "device_id": np.char.add(_ids("dv", users.uid[new_users]), "-0"),
-            "ip": _ip(users.household[new_users]),
+            "ip": ip_address(users.household[new_users]),
             "dwell_ms": np.nan,
             "rating": np.nan,
         }
     )
 
-    # orders: a session with a cart may end in an order
+
+def _orders_of(
+    rng: np.random.Generator, users: _Users, sessions: _Sessions, e_type: np.ndarray, e_session: np.ndarray
+) -> pd.DataFrame:
+    """A session with a cart may end in an order."""
+    s_user, s_start, s_len, profile = sessions.user, sessions.start, sessions.length, sessions.profile
+    s_device, s_ip, n_sessions = sessions.device, sessions.ip, len(sessions.user)
     carts = (
         pd.Series(e_type == "add_to_cart").groupby(e_session).sum().reindex(range(n_sessions), fill_value=0)
     )
@@ -286,7 +325,7 @@ def _normal_behaviour(rng: np.random.Generator, users: _Users, spec: SyntheticSp
     amount = np.round(unit * np.where(o_profile == reseller, quantity / 6.0, np.sqrt(quantity)), 2)
     status = rng.choice(np.array(list(schemas.ORDER_STATUSES)), size=len(ordering), p=[0.93, 0.045, 0.025])
     session_end = s_start[ordering] + (s_len[ordering] * 40)
-    orders = pd.DataFrame(
+    return pd.DataFrame(
         {
             "user_id": users.uid[o_user],
             "t": session_end + rng.integers(5, 300, size=len(ordering)),
@@ -304,303 +343,82 @@ def _normal_behaviour(rng: np.random.Generator, users: _Users, spec: SyntheticSp
             ),
         }
     )
-    return pd.concat([events, typos, signups], ignore_index=True), orders
 
 
 # --------------------------------------------------------------------------- anomalies
 
 
-def _episode(rng: np.random.Generator, spec: SyntheticSpec, t0: int, days: int) -> tuple[int, int]:
-    """An anomaly episode ending on the last simulated day (seconds since epoch)."""
-    end = t0 + spec.days * DAY - int(rng.integers(0, 6 * 3600))
-    return max(t0, end - days * DAY), end
+def _campaigns(rng: np.random.Generator, block_key: int) -> dict[str, dict[str, Any]]:
+    """What the block's click farm and review campaign share among their accounts."""
+    return {
+        "brushing_campaign": {
+            "devices": [f"dv-farm{block_key}-{i}" for i in range(3)],
+            "ips": list(ip_address(np.arange(3) + block_key * 10 + 9_000_000_000)),
+            "items": rng.integers(0, N_CATEGORIES * ITEMS_PER_CATEGORY, size=3),
+            "address": f"ad-farm{block_key}",
+        },
+        "review_campaign": {
+            "device": f"dv-rev{block_key}",
+            "ip": ip_address(np.array([block_key + 8_000_000_000]))[0],
+            "items": rng.integers(0, N_CATEGORIES * ITEMS_PER_CATEGORY, size=4),
+            "five_star_share": float(rng.choice([0.1, 0.9])),
+        },
+    }
 
 
-def _times(rng: np.random.Generator, start: int, end: int, n: int) -> np.ndarray:
-    return np.sort(rng.integers(start, max(start + 1, end), size=n))
-
-
-def _clicks(
-    user: str, t: np.ndarray, event_type, session, item, device, ip, dwell, rating=np.nan
-) -> pd.DataFrame:
-    n = len(t)
-    item = np.broadcast_to(item, n)
-    return pd.DataFrame(
-        {
-            "user_id": user,
-            "t": t,
-            "event_type": np.broadcast_to(event_type, n),
-            "session_id": np.broadcast_to(session, n),
-            "item": item,
-            "category": np.where(item >= 0, item // ITEMS_PER_CATEGORY, -1),
-            "device_id": np.broadcast_to(device, n),
-            "ip": np.broadcast_to(ip, n),
-            "dwell_ms": np.broadcast_to(dwell, n).astype(float),
-            "rating": np.broadcast_to(rating, n).astype(float),
-        }
-    )
-
-
-def _orders(user: str, t: np.ndarray, amount, quantity, status, payment, device, ip, address, currency="EUR"):
-    n = len(t)
-    return pd.DataFrame(
-        {
-            "user_id": user,
-            "t": t,
-            "amount": np.round(np.broadcast_to(amount, n).astype(float), 2),
-            "currency": currency,
-            "quantity": np.broadcast_to(quantity, n).astype(int),
-            "status": np.broadcast_to(status, n),
-            "payment_method": np.broadcast_to(payment, n),
-            "device_id": np.broadcast_to(device, n),
-            "ip": np.broadcast_to(ip, n),
-            "shipping_address_id": np.broadcast_to(address, n),
-        }
-    )
-
-
-def _brushing(rng, user, uid, k, spec, t0, campaign):
-    start, end = _episode(rng, spec, t0, int(rng.integers(2, 6)))
-    clicks, orders = [], []
-    for s in range(max(1, int(rng.poisson(3 * k)))):
-        t_s = int(rng.integers(start, end))
-        n = int(rng.integers(15, 50) * min(k, 1.0)) + 5
-        t = t_s + np.cumsum(rng.integers(1, 4, size=n) / max(k, 0.5)).astype(np.int64)
-        types = rng.choice(["page_view", "add_to_cart"], size=n, p=[0.7, 0.3])
-        device = campaign["devices"][rng.integers(0, len(campaign["devices"]))]
-        ip = campaign["ips"][rng.integers(0, len(campaign["ips"]))]
-        item = rng.choice(campaign["items"], size=n)
-        clicks.append(
-            _clicks(user, t, types, f"s-b{uid}-{s}", item, device, ip, rng.integers(200, 1500, size=n))
-        )
-        n_orders = int(rng.integers(1, 4))
-        orders.append(
-            _orders(
-                user,
-                t[-1] + np.arange(1, n_orders + 1) * 7,
-                rng.uniform(5, 25, n_orders),
-                1,
-                "paid",
-                "card",
-                device,
-                ip,
-                campaign["address"],
-            )
-        )
-    return clicks, orders
-
-
-def _bulk_order(rng, user, uid, k, spec, t0, home):
-    start, end = _episode(rng, spec, t0, int(rng.integers(1, 4)))
-    n = int(rng.integers(2, 6) + 8 * k * rng.random())
-    t = _times(rng, start, end, n)
-    quantity = (rng.integers(40, 300, size=n) * k).astype(int) + 20
-    amount = quantity * rng.uniform(8, 40, size=n)
-    clicks = _clicks(
-        user,
-        t - 60,
-        "add_to_cart",
-        f"s-bulk{uid}",
-        rng.integers(0, 24000, size=n),
-        home["device"],
-        home["ip"],
-        rng.integers(3000, 20000, size=n),
-    )
-    return [clicks], [
-        _orders(
-            user, t, amount, quantity, "paid", home["payment"], home["device"], home["ip"], home["address"]
-        )
-    ]
-
-
-def _cancel_abuse(rng, user, uid, k, spec, t0, home):
-    start, end = _episode(rng, spec, t0, int(rng.integers(5, 20)))
-    n = int(rng.integers(6, 16) * max(k, 0.4))
-    t = _times(rng, start, end, n)
-    cancel_share = min(0.98, 0.45 + 0.35 * k)
-    status = rng.choice(
-        ["paid", "cancelled", "refunded"],
-        size=n,
-        p=[1 - cancel_share, cancel_share * 0.6, cancel_share * 0.4],
-    )
-    clicks = _clicks(
-        user,
-        t - 90,
-        "add_to_cart",
-        f"s-ca{uid}",
-        rng.integers(0, 24000, size=n),
-        home["device"],
-        home["ip"],
-        rng.integers(3000, 30000, size=n),
-    )
-    return [clicks], [
-        _orders(
-            user,
-            t,
-            rng.lognormal(np.log(60), 0.6, n),
-            1,
-            status,
-            home["payment"],
-            home["device"],
-            home["ip"],
-            home["address"],
-        )
-    ]
-
-
-def _account_takeover(rng, user, uid, k, spec, t0, home):
-    start, end = _episode(rng, spec, t0, 1)
-    device, ip = f"dv-ato{uid}", _ip(np.array([uid + 7_000_000_000]))[0]
-    n_fail = int(rng.integers(3, 12) * k) + 2
-    t_fail = _times(rng, start, start + 1800, n_fail)
-    t_ok = t_fail[-1] + int(rng.integers(10, 120))
-    n_orders = int(rng.integers(1, 3) + 2 * k * rng.random())
-    t_orders = t_ok + np.cumsum(rng.integers(60, 900, size=n_orders))
-    clicks = [
-        _clicks(user, t_fail, "login_failure", f"s-ato{uid}", -1, device, ip, np.nan),
-        _clicks(user, np.array([t_ok]), "login_success", f"s-ato{uid}", -1, device, ip, np.nan),
-        _clicks(
-            user,
-            t_orders - 30,
-            "add_to_cart",
-            f"s-ato{uid}",
-            rng.integers(0, 24000, size=n_orders),
-            device,
-            ip,
-            rng.integers(1000, 6000, size=n_orders),
-        ),
-    ]
-    amount = rng.uniform(400, 2500, size=n_orders) * max(k, 0.4)
-    return clicks, [_orders(user, t_orders, amount, 1, "paid", "gift_card", device, ip, f"ad-ato{uid}")]
-
-
-def _payment_fraud(rng, user, uid, k, spec, t0, ring):
-    start, end = _episode(rng, spec, t0, int(rng.integers(1, 5)))
-    signup = start - int(rng.integers(0, 2 * DAY))
-    device = ring["devices"][rng.integers(0, len(ring["devices"]))]
-    ip = ring["ips"][rng.integers(0, len(ring["ips"]))]
-    clicks = [_clicks(user, np.array([max(t0, signup)]), "signup", f"s-pf{uid}", -1, device, ip, np.nan)]
-    n = int(rng.integers(2, 6) * max(k, 0.5)) + 1
-    t = _times(rng, max(t0, signup) + 600, end, n)
-    devices = np.array(ring["devices"])[rng.integers(0, len(ring["devices"]), size=n)]
-    methods = PAYMENT_METHODS[rng.choice(len(PAYMENT_METHODS), size=n)]
-    addresses = np.array(ring["addresses"])[rng.integers(0, len(ring["addresses"]), size=n)]
-    clicks.append(
-        _clicks(
-            user,
-            t - 45,
-            "add_to_cart",
-            f"s-pf{uid}",
-            rng.integers(0, 24000, size=n),
-            devices,
-            ip,
-            rng.integers(2000, 9000, size=n),
-        )
-    )
-    status = rng.choice(["paid", "refunded"], size=n, p=[0.8, 0.2])
-    amount = rng.uniform(200, 1800, size=n) * max(k, 0.4)
-    return clicks, [_orders(user, t, amount, 1, status, methods, devices, ip, addresses)]
-
-
-def _review_abuse(rng, user, uid, k, spec, t0, campaign):
-    start, end = _episode(rng, spec, t0, int(rng.integers(2, 8)))
-    n = int(rng.integers(8, 40) * k) + 4
-    t = _times(rng, start, end, n)
-    rating = np.where(rng.random(n) < campaign["five_star_share"], 5, 1)
-    item = rng.choice(campaign["items"], size=n)
-    views = _clicks(
-        user,
-        t - 20,
-        "page_view",
-        f"s-ra{uid}",
-        item,
-        campaign["device"],
-        campaign["ip"],
-        rng.integers(500, 4000, size=n),
-    )
-    reviews = _clicks(
-        user,
-        t,
-        "review",
-        f"s-ra{uid}",
-        item,
-        campaign["device"],
-        campaign["ip"],
-        rng.integers(2000, 9000, size=n),
-        rating,
-    )
-    return [views, reviews], []
+def _ring(block_key: int, ring_id: int) -> dict[str, Any]:
+    """The devices, IPs and addresses three payment-fraud accounts share."""
+    return {
+        "devices": [f"dv-ring{block_key}-{ring_id}-{i}" for i in range(2)],
+        "ips": list(ip_address(np.arange(2) + (block_key + ring_id) * 10 + 6_000_000_000)),
+        "addresses": [f"ad-ring{block_key}-{ring_id}-{i}" for i in range(2)],
+    }
 
 
 def _inject(rng, users: _Users, spec: SyntheticSpec, t0: int, events: pd.DataFrame, orders: pd.DataFrame):
     """Choose anomalous users, add their episodes; returns extra events, extra orders and labels."""
     n = len(users.uid)
     anomalous = np.flatnonzero(rng.random(n) < spec.anomaly_share)
-    kinds = rng.integers(0, len(schemas.ANOMALY_TYPES), size=len(anomalous))
+    kinds = rng.integers(0, len(DESIGNED), size=len(anomalous))
     subtle = rng.random(len(anomalous)) < spec.subtle_share
     intensity = np.where(
         subtle, rng.uniform(0.35, 0.6, len(anomalous)), rng.uniform(0.6, 1.5, len(anomalous))
     )
     block_key = int(users.uid[0])
-    campaigns = {
-        "brushing": {
-            "devices": [f"dv-farm{block_key}-{i}" for i in range(3)],
-            "ips": list(_ip(np.arange(3) + block_key * 10 + 9_000_000_000)),
-            "items": rng.integers(0, N_CATEGORIES * ITEMS_PER_CATEGORY, size=3),
-            "address": f"ad-farm{block_key}",
-        },
-        "review_abuse": {
-            "device": f"dv-rev{block_key}",
-            "ip": _ip(np.array([block_key + 8_000_000_000]))[0],
-            "items": rng.integers(0, N_CATEGORIES * ITEMS_PER_CATEGORY, size=4),
-            "five_star_share": float(rng.choice([0.1, 0.9])),
-        },
-    }
-    rings: dict[int, dict] = {}
+    campaigns = _campaigns(rng, block_key)
+    rings: dict[int, dict[str, Any]] = {}
     fraudsters = 0
-    extra_clicks, extra_orders, labels, truth = [], [], [], []
+    extra_clicks: list[pd.DataFrame] = []
+    extra_orders: list[pd.DataFrame] = []
+    labels: list[tuple[str, int, str | None, date]] = []
+    truth: list[tuple[str, str, float, bool]] = []
     last_day = spec.end_date
     for index, kind_index, k in zip(anomalous, kinds, intensity, strict=True):
         uid = int(users.uid[index])
         user = f"u{uid:08d}"
-        kind = schemas.ANOMALY_TYPES[kind_index]
+        kind = ANOMALIES[DESIGNED[kind_index]]
         home = {
             "device": f"dv{uid}-0",
-            "ip": _ip(np.array([users.household[index]]))[0],
+            "ip": ip_address(np.array([users.household[index]]))[0],
             "payment": PAYMENT_METHODS[users.payment[index, 0]],
             "address": f"ad{users.household[index]}",
         }
-        if kind == "brushing":
-            c, o = _brushing(rng, user, uid, k, spec, t0, campaigns["brushing"])
-        elif kind == "bulk_order":
-            c, o = _bulk_order(rng, user, uid, k, spec, t0, home)
-        elif kind == "cancel_abuse":
-            c, o = _cancel_abuse(rng, user, uid, k, spec, t0, home)
-        elif kind == "account_takeover":
-            c, o = _account_takeover(rng, user, uid, k, spec, t0, home)
-        elif kind == "payment_fraud":
+        if kind.context == "ring":
             ring_id, fraudsters = fraudsters // 3, fraudsters + 1  # rings of three accounts
-            ring = rings.setdefault(
-                ring_id,
-                {
-                    "devices": [f"dv-ring{block_key}-{ring_id}-{i}" for i in range(2)],
-                    "ips": list(_ip(np.arange(2) + (block_key + ring_id) * 10 + 6_000_000_000)),
-                    "addresses": [f"ad-ring{block_key}-{ring_id}-{i}" for i in range(2)],
-                },
-            )
-            c, o = _payment_fraud(rng, user, uid, k, spec, t0, ring)
+            context = rings.setdefault(ring_id, _ring(block_key, ring_id))
         else:
-            c, o = _review_abuse(rng, user, uid, k, spec, t0, campaigns["review_abuse"])
+            context = {"home": home, **campaigns}[kind.context]
+        c, o = kind.inject(rng, user, uid, k, spec, t0, context)
         extra_clicks += c
         extra_orders += o
-        if kind == "payment_fraud":  # a fresh fake account: no normal history
+        if kind.fresh_account:  # a fresh fake account: no normal history
             events = events[events.user_id != uid]
             orders = orders[orders.user_id != uid]
-        truth.append((user, kind, float(k), bool(k < SUBTLE_BELOW)))
+        truth.append((user, kind.name, float(k), bool(k < SUBTLE_BELOW)))
         if rng.random() < spec.anomaly_label_share:
             # Investigations label cases days to weeks after they happen; some only after the snapshot.
             labelled_day = last_day - timedelta(days=int(rng.integers(-10, 20)))
-            labels.append((user, 1, kind, labelled_day))
+            labels.append((user, 1, kind.name, labelled_day))
     normal = np.setdiff1d(np.arange(n), anomalous)
     known_good = normal[rng.random(len(normal)) < spec.known_good_share]
     for index in known_good:
@@ -611,25 +429,7 @@ def _inject(rng, users: _Users, spec: SyntheticSpec, t0: int, events: pd.DataFra
 
 # --------------------------------------------------------------------------- beyond the design
 
-UNSEEN_TYPES: tuple[str, ...] = ("card_testing",)  # injected only with unseen_share > 0
 WHOLESALE_PREFIX = "w"  # wholesale buyers' ids: w00001234 (normal users: u00001234)
-
-
-def _card_testing(rng, user, uid, k, spec, t0, home):
-    """Stolen card numbers tried with many tiny orders over a day or three, most of them declined
-    (cancelled): no feature was built for it (no minimum amount, no decline rate)."""
-    start, end = _episode(rng, spec, t0, int(rng.integers(1, 4)))
-    n = int(rng.integers(8, 30) * max(k, 0.4)) + 3
-    t = _times(rng, start, end, n)
-    carts = _clicks(user, t - rng.integers(20, 120, size=n), "add_to_cart", f"s-ct{uid}",
-                    rng.integers(0, N_CATEGORIES * ITEMS_PER_CATEGORY, size=n), home["device"], home["ip"],
-                    rng.integers(1000, 5000, size=n))  # fmt: skip
-    methods = PAYMENT_METHODS[rng.choice([0, 0, 0, 2, 6], size=n)]  # mostly cards
-    status = rng.choice(["paid", "cancelled"], size=n, p=[0.4, 0.6])
-    amount = rng.uniform(0.5, 3.0, size=n)
-    return [carts], [
-        _orders(user, t, amount, 1, status, methods, home["device"], home["ip"], home["address"])
-    ]
 
 
 def _wholesale(rng, user, uid, spec, t0):
@@ -639,18 +439,18 @@ def _wholesale(rng, user, uid, spec, t0):
     workdays = days[(days + spec.start.weekday()) % 7 < 5]
     day_of = np.repeat(workdays, rng.integers(1, 4, size=len(workdays)))
     t = t0 + day_of * DAY + rng.integers(8 * 3600, 17 * 3600, size=len(day_of))
-    n, device, ip = len(t), f"dv{uid}-w", _ip(np.array([uid + 7_000_000_000]))[0]
+    n, device, ip = len(t), f"dv{uid}-w", ip_address(np.array([uid + 7_000_000_000]))[0]
     items = rng.integers(0, N_CATEGORIES * ITEMS_PER_CATEGORY, size=n)
-    views = _clicks(
+    views = click_rows(
         user, t - 300, "page_view", f"s-w{uid}", items, device, ip, rng.integers(5000, 60000, size=n)
     )
-    carts = _clicks(
+    carts = click_rows(
         user, t - 60, "add_to_cart", f"s-w{uid}", items, device, ip, rng.integers(2000, 9000, size=n)
     )
     quantity = rng.integers(10, 60, size=n)
     amount = quantity * rng.uniform(15, 60, size=n)
     return [views, carts], [
-        _orders(user, t, amount, quantity, "paid", "bank_transfer", device, ip, f"ad-w{uid}")
+        order_rows(user, t, amount, quantity, "paid", "bank_transfer", device, ip, f"ad-w{uid}")
     ]
 
 
@@ -663,12 +463,14 @@ def _beyond_design(rng, users: _Users, spec: SyntheticSpec, t0: int, events, ord
     draw = rng.random(len(free))
     testers = free[draw < spec.unseen_share]
     wholesale = free[(draw >= spec.unseen_share) & (draw < spec.unseen_share + spec.wholesale_share)]
-    clicks, new_orders, truth = [], [], []
+    clicks: list[pd.DataFrame] = []
+    new_orders: list[pd.DataFrame] = []
+    truth: list[tuple[str, str, float, bool]] = []
     for index in testers:
         uid, k = int(users.uid[index]), float(rng.uniform(0.35, 1.5))
-        home = {"device": f"dv{uid}-0", "ip": _ip(np.array([users.household[index]]))[0],
+        home = {"device": f"dv{uid}-0", "ip": ip_address(np.array([users.household[index]]))[0],
                 "address": f"ad{users.household[index]}"}  # fmt: skip
-        c, o = _card_testing(rng, f"u{uid:08d}", uid, k, spec, t0, home)
+        c, o = ANOMALIES["card_testing"].inject(rng, f"u{uid:08d}", uid, k, spec, t0, home)
         clicks, new_orders = clicks + c, new_orders + o
         truth.append((f"u{uid:08d}", "card_testing", k, bool(k < SUBTLE_BELOW)))
     for index in wholesale:
@@ -713,7 +515,24 @@ def simulate_block(block: int, spec: SyntheticSpec) -> pd.DataFrame:
     events = events[(events.t >= t0) & (events.t < end)]
     orders = orders[(orders.t >= t0) & (orders.t < end)].reset_index(drop=True)
 
-    clicks_out = pd.DataFrame(
+    clicks_out, orders_out = _click_records(events), _order_records(orders, block)
+    labels_out = _label_records(labels)
+    truth_rows = pd.DataFrame(truth, columns=["user_id", "anomaly_type", "intensity", "subtle"])
+    truth_out = truth_rows.drop(columns="subtle").assign(record_type="truth")
+    if spec.label_noise > 0 and len(labels_out):
+        flip = rng.random(len(labels_out)) < spec.label_noise
+        labels_out.loc[flip, "label"] = 1 - labels_out.loc[flip, "label"]
+    # The date partition is the day a row was logged; a broken clock below does not move it.
+    clicks_out["event_date"] = clicks_out["event_time"].dt.date
+    orders_out["order_date"] = orders_out["order_time"].dt.date
+    if spec.dirty_share > 0:
+        clicks_out, orders_out = _dirty(rng, clicks_out, orders_out, spec.dirty_share)
+    frames = [clicks_out, orders_out, labels_out, truth_out]
+    return pd.concat(frames, ignore_index=True).reindex(columns=UNION_SCHEMA.fieldNames())
+
+
+def _click_records(events: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
         {
             "record_type": "click",
             "user_id": events.user_id.to_numpy(),
@@ -721,10 +540,14 @@ def simulate_block(block: int, spec: SyntheticSpec) -> pd.DataFrame:
             "event_type": events.event_type.to_numpy(),
             "session_id": events.session_id.to_numpy(),
             "item_id": np.where(
-                events.item >= 0, np.char.mod("it%06d", events.item.to_numpy().astype(int)), None
+                events.item >= 0,
+                np.char.mod("it%06d", events.item.to_numpy().astype(int)),
+                _NULL,
             ),
             "category_id": np.where(
-                events.category >= 0, np.char.mod("cat%03d", events.category.to_numpy().astype(int)), None
+                events.category >= 0,
+                np.char.mod("cat%03d", events.category.to_numpy().astype(int)),
+                _NULL,
             ),
             "device_id": events.device_id.to_numpy(),
             "ip": events.ip.to_numpy(),
@@ -732,8 +555,11 @@ def simulate_block(block: int, spec: SyntheticSpec) -> pd.DataFrame:
             "rating": pd.array(events.rating.to_numpy(), dtype="Int32"),
         }
     )
+
+
+def _order_records(orders: pd.DataFrame, block: int) -> pd.DataFrame:
     order_block = f"{block:05d}"
-    orders_out = pd.DataFrame(
+    return pd.DataFrame(
         {
             "record_type": "order",
             "user_id": orders.user_id.to_numpy(),
@@ -749,8 +575,11 @@ def simulate_block(block: int, spec: SyntheticSpec) -> pd.DataFrame:
             "shipping_address_id": orders.shipping_address_id.to_numpy(),
         }
     )
+
+
+def _label_records(labels: list[tuple[str, int, str | None, date]]) -> pd.DataFrame:
     label_rows = pd.DataFrame(labels, columns=["user_id", "label", "anomaly_type", "labelled_day"])
-    labels_out = pd.DataFrame(
+    return pd.DataFrame(
         {
             "record_type": "label",
             "user_id": label_rows.user_id,
@@ -760,18 +589,6 @@ def simulate_block(block: int, spec: SyntheticSpec) -> pd.DataFrame:
             + pd.Timedelta(hours=12),
         }
     )
-    truth_rows = pd.DataFrame(truth, columns=["user_id", "anomaly_type", "intensity", "subtle"])
-    truth_out = truth_rows.drop(columns="subtle").assign(record_type="truth")
-    if spec.label_noise > 0 and len(labels_out):
-        flip = rng.random(len(labels_out)) < spec.label_noise
-        labels_out.loc[flip, "label"] = 1 - labels_out.loc[flip, "label"]
-    # The date partition is the day a row was logged; a broken clock below does not move it.
-    clicks_out["event_date"] = clicks_out["event_time"].dt.date
-    orders_out["order_date"] = orders_out["order_time"].dt.date
-    if spec.dirty_share > 0:
-        clicks_out, orders_out = _dirty(rng, clicks_out, orders_out, spec.dirty_share)
-    frames = [clicks_out, orders_out, labels_out, truth_out]
-    return pd.concat(frames, ignore_index=True).reindex(columns=UNION_SCHEMA.fieldNames())
 
 
 def _dirty(rng, clicks: pd.DataFrame, orders: pd.DataFrame, share: float):

@@ -100,6 +100,7 @@ class Validated:
             F.count(REASON).alias("bad"),
             F.count_if(on_date).alias("on_date"),
         ).first()
+        assert row is not None  # an aggregate always has one row
         return Counts(int(row["read"]), int(row["bad"]), int(row["on_date"]))
 
 

@@ -20,18 +20,24 @@ Measured on 30 external data sets by bench/external.py (docs/quality.md).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
-import keras
 import numpy as np
 from keras import layers, ops
+
+from shopguard.model.backend import keras
+
+Tensor = Any  # a Keras tensor: Keras ships no type information
+Floats = Sequence[float] | np.ndarray
+Knots = Sequence[Sequence[float]] | np.ndarray  # (knots, features)
 
 # ECDF knots at every 5%: the outer ones stay below a few percent of anomalies sharing one value; past
 # them the Pareto tail takes over.
 LEVELS = np.round(np.arange(0.05, 0.9501, 0.05), 4)
 
 
-def _piecewise(x, knots: list[list[float]], values: list[list[float]]):
+def _piecewise(x: Tensor, knots: list[list[float]], values: list[list[float]]) -> Tensor:
     """Interpolates per column: knots and values are (K, columns), knots non-decreasing; flat outside."""
     k = np.asarray(knots, dtype=np.float32)
     v = np.asarray(values, dtype=np.float32)
@@ -55,14 +61,16 @@ class EmpiricalCDF(layers.Layer):
     in logs (float32 cannot hold 1 - 1e-9).
     """
 
-    def __init__(self, knots, levels, low_scale, high_scale, **kwargs: Any) -> None:
+    def __init__(
+        self, knots: Knots, levels: Knots, low_scale: Floats, high_scale: Floats, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.knots = [[float(v) for v in row] for row in knots]
         self.levels = [[float(v) for v in row] for row in levels]
         self.low_scale = [float(v) for v in low_scale]
         self.high_scale = [float(v) for v in high_scale]
 
-    def call(self, inputs):
+    def call(self, inputs: Tensor) -> Tensor:
         level = _piecewise(inputs, self.knots, self.levels)
         lowest, highest = np.asarray(self.knots[0], np.float32), np.asarray(self.knots[-1], np.float32)
         above = ops.maximum(inputs - highest, 0.0) / np.asarray(self.high_scale, np.float32)
@@ -81,7 +89,7 @@ class EmpiricalCDF(layers.Layer):
                 "low_scale": self.low_scale, "high_scale": self.high_scale}  # fmt: skip
 
 
-def _normal_quantile(log_p):
+def _normal_quantile(log_p: Tensor) -> Tensor:
     """Phi^-1(1 - p) for an upper-tail probability p <= 1/2 given as log p (Abramowitz and Stegun
     26.2.23, error below 5e-4): stable for p far below float32's resolution near 1."""
     t = ops.sqrt(-2.0 * ops.minimum(log_p, math.log(0.5)))
@@ -101,21 +109,21 @@ class FusedScore(layers.Layer):
     No weight is tuned: a user rare on many features, or one that breaks the features' usual relations,
     scores high either way. Weight of a feature in the reasons: its share of that sum."""
 
-    def __init__(self, error_scale, right_skewed, **kwargs: Any) -> None:
+    def __init__(self, error_scale: Floats, right_skewed: Sequence[bool], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.error_scale = [float(v) for v in error_scale]
         self.right_skewed = [bool(v) for v in right_skewed]
 
-    def error(self, residual):
+    def error(self, residual: Tensor) -> Tensor:
         return residual * residual / np.asarray(self.error_scale, np.float32)
 
-    def tails(self, upper, lower):
+    def tails(self, upper: Tensor, lower: Tensor) -> Tensor:
         """Per feature, the tail its skew points to; and the tail score: the largest of the three means."""
         skewed = ops.where(np.asarray(self.right_skewed), upper, lower)
         means = [ops.mean(t, axis=1, keepdims=True) for t in (upper, lower, skewed)]
         return skewed, ops.maximum(ops.maximum(means[0], means[1]), means[2])
 
-    def call(self, inputs):
+    def call(self, inputs: Tensor) -> Tensor:
         residual, z, upper, lower = inputs
         half_error = 0.5 * self.error(residual)
         tail, tail_score = self.tails(upper, lower)
@@ -137,7 +145,7 @@ def _tail_scale(column: np.ndarray, knot: float, quartile: float, extreme: float
     return max(abs(float(knot)), 1.0) * 0.1
 
 
-def ecdf_knots(x: np.ndarray) -> dict[str, list]:
+def ecdf_knots(x: np.ndarray) -> dict[str, Any]:
     """Per feature: knot values at LEVELS, their mid-rank ECDF levels (ties share the middle of their
     mass, so a feature that is 0 for 60% of users puts 0 at 0.3, not at 0 or 0.6), and the Pareto tail
     scales beyond the outer knots (see `_tail_scale`)."""
@@ -161,7 +169,7 @@ def ecdf_knots(x: np.ndarray) -> dict[str, list]:
             "high_scale": high.tolist()}  # fmt: skip
 
 
-def residual_of(z, params: Any):
+def residual_of(z: Tensor, params: Any) -> Tensor:
     """The narrow denoising autoencoder shared by every mode: normalised features z -> z - reconstruction."""
     h = layers.GaussianNoise(0.05, name="denoise")(z)
     for i, units in enumerate(params.hidden_units):

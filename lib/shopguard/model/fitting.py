@@ -52,7 +52,9 @@ def robust_autoencoder(
     return model, history
 
 
-def labelled_and_presumed_normal(labels: np.ndarray, rows: np.ndarray, params: TrainingParams):
+def labelled_and_presumed_normal(
+    labels: np.ndarray, rows: np.ndarray, params: TrainingParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows to learn from when labels are few: the labelled ones among `rows`, plus a sample of the
     unlabelled ones taken as normal at a low weight (most users are normal: positive-unlabelled learning).
     Weights balance the two classes. Returns (row indices, targets, weights)."""
@@ -70,8 +72,20 @@ def labelled_and_presumed_normal(labels: np.ndarray, rows: np.ndarray, params: T
     return index, y, weight.astype(np.float32)
 
 
-def fit_keras(model, x_fit, y_fit, x_val, y_val, params: TrainingParams, loss: str, log_dir, sample_weight=None,
-         batch_size: int | None = None, start_from_epoch: int = 0):  # fmt: skip
+def fit_keras(
+    model: keras.Model,
+    x_fit: np.ndarray,
+    y_fit: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    params: TrainingParams,
+    loss: str,
+    log_dir: str | None,
+    sample_weight: tuple[np.ndarray, np.ndarray] | None = None,
+    batch_size: int | None = None,
+    start_from_epoch: int = 0,
+) -> Any:  # keras.callbacks.History
+    """Keras fit with the run's seed, early stopping on the validation loss, TensorBoard logs where asked."""
     keras.utils.set_random_seed(params.seed)
     model.compile(optimizer=keras.optimizers.Adam(params.learning_rate), loss=loss)
     callbacks: list[keras.callbacks.Callback] = []

@@ -4,6 +4,7 @@ the model (nothing can drift between training and scoring)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -11,12 +12,15 @@ from keras import layers, ops
 
 from shopguard.model.backend import keras
 
+Tensor = Any  # a Keras tensor: Keras ships no type information
+Floats = Sequence[float] | np.ndarray
+
 
 @keras.saving.register_keras_serializable(package="shopguard")
 class SignedLog1p(layers.Layer):
     """sign(x) * log(1 + |x|): counts and amounts are heavy-tailed; this keeps them in a range a net likes."""
 
-    def call(self, inputs):
+    def call(self, inputs: Tensor) -> Tensor:
         return ops.sign(inputs) * ops.log1p(ops.abs(inputs))
 
 
@@ -28,7 +32,7 @@ class Clip(layers.Layer):
         super().__init__(**kwargs)
         self.limit = float(limit)
 
-    def call(self, inputs):
+    def call(self, inputs: Tensor) -> Tensor:
         return ops.clip(inputs, -self.limit, self.limit)
 
     def get_config(self) -> dict[str, Any]:
@@ -41,7 +45,15 @@ class ResidualLogisticHead(layers.Layer):
     labelled users. Inputs: residuals (rows x features). Output: P(anomalous) in column 0, then each
     feature's contribution to the logit (for reasons). Weights are fixed: they come from scikit-learn."""
 
-    def __init__(self, coef, intercept: float, mean, scale, epsilon: float = 1e-2, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        coef: Floats,
+        intercept: float,
+        mean: Floats,
+        scale: Floats,
+        epsilon: float = 1e-2,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.coef = [float(v) for v in coef]
         self.intercept = float(intercept)
@@ -49,7 +61,7 @@ class ResidualLogisticHead(layers.Layer):
         self.scale = [float(v) for v in scale]
         self.epsilon = float(epsilon)
 
-    def call(self, residuals):
+    def call(self, residuals: Tensor) -> Tensor:
         squared = residuals * residuals
         inputs = ops.concatenate(
             [
@@ -68,7 +80,7 @@ class ResidualLogisticHead(layers.Layer):
                 "scale": self.scale, "epsilon": self.epsilon}  # fmt: skip
 
 
-def preprocessing(inputs, x_train: np.ndarray) -> tuple[Any, layers.Normalization]:
+def preprocessing(inputs: Tensor, x_train: np.ndarray) -> tuple[Tensor, layers.Normalization]:
     logged = SignedLog1p(name="signed_log1p")(inputs)
     normalisation = layers.Normalization(name="normalisation")
     normalisation.adapt(np.sign(x_train) * np.log1p(np.abs(x_train)))

@@ -13,10 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 SCHEMA_VERSION = 1
 
 
-class MetadataVersionError(ValueError):
-    """The metadata was written by a newer shopguard, in a layout this one cannot read."""
-
-
 class ModelMetadata(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
@@ -41,7 +37,7 @@ class ModelMetadata(BaseModel):
     @classmethod
     def _readable(cls, version: int) -> int:
         if version > SCHEMA_VERSION:
-            raise MetadataVersionError(
+            raise ValueError(
                 f"model metadata schema version {version} is newer than this shopguard reads "
                 f"({SCHEMA_VERSION}): upgrade shopguard, or use a model trained by this version"
             )

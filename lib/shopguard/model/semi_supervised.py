@@ -44,7 +44,9 @@ def score_batch(model: keras.Model, x: np.ndarray) -> tuple[np.ndarray, Explanat
     return head[:, 0].astype(np.float64), Explanation(head[:, 1:], residuals > 0)
 
 
-def _with_logistic_head(autoencoder: keras.Model, x, labels, fit_rows, params: TrainingParams) -> keras.Model:
+def _with_logistic_head(
+    autoencoder: keras.Model, x: np.ndarray, labels: np.ndarray, fit_rows: np.ndarray, params: TrainingParams
+) -> keras.Model:
     """autoencoder + a logistic regression on its residuals, fitted with scikit-learn on the labelled
     training users and a sample of unlabelled ones taken as normal (positive-unlabelled learning)."""
     from sklearn.linear_model import LogisticRegression

@@ -25,7 +25,10 @@ def reference_quantiles(scores: np.ndarray) -> dict[str, list[float]]:
 
 def percentile_of(scores: np.ndarray, reference_quantiles: dict[str, list[float]]) -> np.ndarray:
     """Percentile of each score within the training scores (0-100)."""
-    return np.interp(scores, reference_quantiles["values"], reference_quantiles["percentiles"])
+    percentiles: np.ndarray = np.interp(
+        scores, reference_quantiles["values"], reference_quantiles["percentiles"]
+    )
+    return percentiles
 
 
 def choose_thresholds(

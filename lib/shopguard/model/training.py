@@ -24,9 +24,9 @@ log = logging.getLogger("shopguard.model")
 
 MODES: tuple[str, ...] = get_args(Mode)
 MODE_MODULES: dict[str, ModeModule] = {
-    "autoencoder": autoencoder,  # type: ignore[dict-item]  # modules satisfy the protocol structurally
-    "semi_supervised": semi_supervised,  # type: ignore[dict-item]
-    "classifier": classifier,  # type: ignore[dict-item]
+    "autoencoder": autoencoder,  # each module satisfies the protocol
+    "semi_supervised": semi_supervised,
+    "classifier": classifier,
 }
 
 
@@ -67,14 +67,7 @@ def train(
     log_dir: str | None = None,
 ) -> TrainedModel:
     """Fit a model on the driver. `labels`: 1 anomalous, 0 normal, NaN unknown (classifier needs some)."""
-    if x.ndim != 2 or x.shape[1] != len(feature_names):
-        raise ValueError(f"x has shape {x.shape}, expected (rows, {len(feature_names)} features)")
-    if len(x) < 10:
-        raise ValueError(f"need at least 10 training rows, got {len(x)}")
-    if not np.isfinite(x).all():
-        raise ValueError(
-            "training features hold NaN or infinite values; the features job should never write them"
-        )
+    _check_inputs(x, feature_names)
     keras.utils.set_random_seed(params.seed)
     x = x.astype(np.float32)
     is_val = validation_mask(user_ids, params.validation_fraction)
@@ -122,6 +115,17 @@ def train(
             "params": params.model_dump(),
         },
     )
+
+
+def _check_inputs(x: np.ndarray, feature_names: Sequence[str]) -> None:
+    if x.ndim != 2 or x.shape[1] != len(feature_names):
+        raise ValueError(f"x has shape {x.shape}, expected (rows, {len(feature_names)} features)")
+    if len(x) < 10:
+        raise ValueError(f"need at least 10 training rows, got {len(x)}")
+    if not np.isfinite(x).all():
+        raise ValueError(
+            "training features hold NaN or infinite values; the features job should never write them"
+        )
 
 
 def resolve_mode(params: TrainingParams, labels: np.ndarray | None, fit_rows: np.ndarray) -> tuple[str, str]:

@@ -9,6 +9,7 @@ Both pass the same tests; `open_storage` picks one. Partition filters are `predi
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from pyspark.sql import SparkSession
 
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 
 def delta_jars_on_classpath(spark: SparkSession) -> bool:
     try:
-        jvm = spark.sparkContext._jvm
+        jvm: Any = spark.sparkContext._jvm
         # spark.jars load through Spark's class loader, not the JVM's system one
         loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
         jvm.java.lang.Class.forName("io.delta.tables.DeltaTable", False, loader)

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import unquote
 
 import pyarrow as pa
@@ -22,6 +23,7 @@ from shopguard.storage.base import (
     ConcurrentWriteError,
     DeltaStorage,
     StorageError,
+    WriteMode,
     check_retention,
     check_write,
     commit_json,
@@ -57,7 +59,7 @@ class DeltaRsStorage(DeltaStorage):
 
     name = "delta-rs"
 
-    def _table(self, path: str, version: int | None = None):
+    def _table(self, path: str, version: int | None = None) -> Any:  # deltalake.DeltaTable
         from deltalake import DeltaTable
         from deltalake.exceptions import TableNotFoundError
 
@@ -72,9 +74,9 @@ class DeltaRsStorage(DeltaStorage):
         return DeltaTable.is_deltatable(_rs_uri(path), storage_options=self.storage_options or None)
 
     def version(self, path: str) -> int:
-        return self._table(path).version()
+        return int(self._table(path).version())
 
-    def _spark_schema(self, table) -> T.StructType:
+    def _spark_schema(self, table: Any) -> T.StructType:
         return from_arrow_schema(pa.schema(table.schema().to_arrow()))
 
     def schema(self, path: str) -> T.StructType:
@@ -143,33 +145,27 @@ class DeltaRsStorage(DeltaStorage):
         unique = {tuple(p.items()) for p in _logged_partitions(actions, columns)}
         return [dict(p) for p in sorted(unique, key=lambda p: str(tuple(v for _, v in p)))]
 
-    def write(self, df, path, *, mode, partition_by=(), replace_where=None, commit_info=None) -> int:
-        from deltalake import Schema
+    def write(
+        self,
+        df: DataFrame,
+        path: str,
+        *,
+        mode: WriteMode,
+        partition_by: Sequence[str] = (),
+        replace_where: Sequence[Predicate] | None = None,
+        commit_info: dict[str, Any] | None = None,
+    ) -> int:
         from deltalake.exceptions import CommitFailedError
-        from deltalake.transaction import CommitProperties, Transaction, create_table_with_add_actions
 
-        partition_by = check_write(df, mode, partition_by, replace_where)
+        columns = check_write(df, mode, partition_by, replace_where)
 
         exists = self.exists(path)
         if exists:
-            self.check_schema(df, path, partition_by)
+            self.check_schema(df, path, columns)
             df = df.select(*self.schema(path).fieldNames())  # the table's column order
 
         write_id = f"w-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
-        write_dir = f"{path.rstrip('/')}/{write_id}"
-        writer = df.write.mode("errorifexists")
-        if partition_by:
-            writer = writer.partitionBy(*partition_by)
-        writer.parquet(write_dir)
-
-        files = self._list_files(write_dir)
-        actions = []
-        for file_path, size, modified in files:
-            relative = file_path[len(path.rstrip("/")) + 1 :]
-            values = _partition_values_from_path(relative)
-            if set(values) != set(partition_by):
-                raise StorageError(f"written file {file_path} is not in folders of partitions {partition_by}")
-            actions.append((relative, size, modified, {c: values[c] for c in partition_by}))
+        write_dir, actions = self._write_files(df, path, write_id, columns)
 
         if replace_where is not None:
             stray = sorted({tuple(sorted(a[3].items())) for a in actions if not matches(a[3], replace_where)})
@@ -180,45 +176,12 @@ class DeltaRsStorage(DeltaStorage):
                     f"({to_sql(replace_where)}); nothing was committed"
                 )
 
-        add_actions = [_add_action(*a) for a in actions]
         arrow_schema = _nullable(to_arrow_schema(df.schema, timezone="UTC"))
-        properties = CommitProperties(
-            custom_metadata={"userMetadata": commit_json(commit_info, write_id)},
-            # Two writers replacing the same partitions share an application id, so Delta's conflict check
-            # fails the later one even when the partitions were empty (nothing to remove, nothing to clash).
-            app_transactions=[Transaction(app_id=replace_id(replace_where), version=time.time_ns())]
-            if replace_where is not None
-            else None,
-        )
         table = self._table(path) if exists else None  # the version this write commits against
         pause_before_commit(write_id)
         try:
-            if table is None:
-                try:
-                    create_table_with_add_actions(
-                        _rs_uri(path),
-                        Schema.from_arrow(arrow_schema),
-                        add_actions,
-                        mode="error",
-                        partition_by=partition_by or None,
-                        storage_options=self.storage_options or None,
-                        commit_properties=properties,
-                    )
-                    return self._version_of(path, write_id)
-                except Exception:
-                    if not self.exists(path):
-                        raise
-                    # Another writer created the table meanwhile: commit as an ordinary write on top of it.
-                    table = self._table(path)
-            filters = as_log_strings(replace_where) if replace_where is not None else None
-            table.create_write_transaction(
-                add_actions,
-                mode,
-                arrow_schema,
-                partition_by=partition_by or None,
-                partition_filters=filters,
-                commit_properties=properties,
-            )
+            self._commit(path, table, [_add_action(*a) for a in actions], arrow_schema, mode, columns, replace_where,
+                         commit_json(commit_info, write_id))  # fmt: skip
         except CommitFailedError as exc:
             self._delete(write_dir)
             raise ConcurrentWriteError(
@@ -227,8 +190,77 @@ class DeltaRsStorage(DeltaStorage):
             ) from exc
         return self._version_of(path, write_id)
 
-    def _hadoop_fs(self, path: str):
-        jvm = self.spark.sparkContext._jvm
+    def _write_files(
+        self, df: DataFrame, path: str, write_id: str, columns: list[str]
+    ) -> tuple[str, list[tuple[str, int, int, dict[str, str | None]]]]:
+        """Spark writes the Parquet files into a folder of this write's own; returns it and, per file, what
+        its add action needs (path in the table, size, time, partition values)."""
+        write_dir = f"{path.rstrip('/')}/{write_id}"
+        writer = df.write.mode("errorifexists")
+        if columns:
+            writer = writer.partitionBy(*columns)
+        writer.parquet(write_dir)
+        actions = []
+        for file_path, size, modified in self._list_files(write_dir):
+            relative = file_path[len(path.rstrip("/")) + 1 :]
+            values = _partition_values_from_path(relative)
+            if set(values) != set(columns):
+                raise StorageError(f"written file {file_path} is not in folders of partitions {columns}")
+            actions.append((relative, size, modified, {c: values[c] for c in columns}))
+        return write_dir, actions
+
+    def _commit(
+        self,
+        path: str,
+        table: Any,
+        add_actions: list[Any],
+        arrow_schema: pa.Schema,
+        mode: WriteMode,
+        columns: list[str],
+        replace_where: Sequence[Predicate] | None,
+        user_metadata: str,
+    ) -> None:
+        """One Delta commit of the written files: creates the table, or appends/replaces on `table`."""
+        from deltalake import Schema
+        from deltalake.transaction import CommitProperties, Transaction, create_table_with_add_actions
+
+        properties = CommitProperties(
+            custom_metadata={"userMetadata": user_metadata},
+            # Two writers replacing the same partitions share an application id, so Delta's conflict check
+            # fails the later one even when the partitions were empty (nothing to remove, nothing to clash).
+            app_transactions=[Transaction(app_id=replace_id(replace_where), version=time.time_ns())]
+            if replace_where is not None
+            else None,
+        )
+        if table is None:
+            try:
+                create_table_with_add_actions(
+                    _rs_uri(path),
+                    Schema.from_arrow(arrow_schema),
+                    add_actions,
+                    mode="error",
+                    partition_by=columns or None,
+                    storage_options=self.storage_options or None,
+                    commit_properties=properties,
+                )
+                return
+            except Exception:
+                if not self.exists(path):
+                    raise
+                # Another writer created the table meanwhile: commit as an ordinary write on top of it.
+                table = self._table(path)
+        filters = as_log_strings(replace_where) if replace_where is not None else None
+        table.create_write_transaction(
+            add_actions,
+            mode,
+            arrow_schema,
+            partition_by=columns or None,
+            partition_filters=filters,
+            commit_properties=properties,
+        )
+
+    def _hadoop_fs(self, path: str) -> tuple[Any, Any]:
+        jvm: Any = self.spark.sparkContext._jvm
         hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
         return hadoop_path, hadoop_path.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())
 
@@ -293,10 +325,10 @@ class DeltaRsStorage(DeltaStorage):
                     fs.delete(status.getPath(), True)
 
 
-def _add_action(relative: str, size: int, modified_ms: int, partition_values: dict[str, str | None]):
+def _add_action(relative: str, size: int, modified_ms: int, partition_values: dict[str, str | None]) -> Any:
     from deltalake.transaction import AddAction
 
-    return AddAction(relative, size, partition_values, modified_ms, True, None)
+    return AddAction(relative, size, partition_values, modified_ms, True, None)  # type: ignore[arg-type]
 
 
 def _logged_partitions(actions: pa.Table, columns: Sequence[str]) -> list[dict[str, str | None]]:

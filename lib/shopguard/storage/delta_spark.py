@@ -7,10 +7,12 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -21,6 +23,7 @@ from shopguard.storage.base import (
     ConcurrentWriteError,
     DeltaStorage,
     StorageError,
+    WriteMode,
     check_retention,
     check_write,
     commit_json,
@@ -36,7 +39,7 @@ class DeltaSparkStorage(DeltaStorage):
 
     name = "delta-spark"
 
-    def _table(self, path: str):
+    def _table(self, path: str) -> Any:  # delta.tables.DeltaTable
         from delta.tables import DeltaTable
 
         if not self.exists(path):
@@ -52,7 +55,8 @@ class DeltaSparkStorage(DeltaStorage):
         return int(self._table(path).history(1).collect()[0]["version"])
 
     def schema(self, path: str) -> T.StructType:
-        return self._table(path).toDF().schema
+        schema: T.StructType = self._table(path).toDF().schema
+        return schema
 
     def partition_columns(self, path: str) -> list[str]:
         return list(self._table(path).detail().first()["partitionColumns"])
@@ -74,10 +78,19 @@ class DeltaSparkStorage(DeltaStorage):
         )
         return sorted((row.asDict() for row in distinct.distinct().collect()), key=str)
 
-    def write(self, df, path, *, mode, partition_by=(), replace_where=None, commit_info=None) -> int:
-        partition_by = check_write(df, mode, partition_by, replace_where)
+    def write(
+        self,
+        df: DataFrame,
+        path: str,
+        *,
+        mode: WriteMode,
+        partition_by: Sequence[str] = (),
+        replace_where: Sequence[Predicate] | None = None,
+        commit_info: dict[str, Any] | None = None,
+    ) -> int:
+        columns = check_write(df, mode, partition_by, replace_where)
         write_id = uuid.uuid4().hex
-        self.check_schema(df, path, partition_by)
+        self.check_schema(df, path, columns)
         if self.exists(path):
             df = df.select(*self.schema(path).fieldNames())
         writer = (
@@ -86,8 +99,8 @@ class DeltaSparkStorage(DeltaStorage):
             .mode(mode)
             .option("userMetadata", commit_json(commit_info, write_id))
         )
-        if partition_by:
-            writer = writer.partitionBy(*partition_by)
+        if columns:
+            writer = writer.partitionBy(*columns)
         if replace_where is not None:
             writer = writer.option("replaceWhere", to_sql(replace_where))
         before = self.version(path) if self.exists(path) else None
@@ -147,10 +160,11 @@ def _held_before_commit(df: DataFrame, write_id: str) -> DataFrame:
     if not gate:
         return df
 
-    def hold(batches):
+    def hold(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from pyspark import TaskContext
 
-        if TaskContext.get().partitionId() == 0:
+        task = TaskContext.get()
+        if task is None or task.partitionId() == 0:
             yield from batches
             return
         time.sleep(1.0)  # the first task's file is written by now

@@ -40,9 +40,8 @@ def check(where: Sequence[Predicate], partition_columns: Sequence[str]) -> None:
 def literal(value: Any) -> str:
     """A value as the Delta log spells partition values (ISO dates and times)."""
     if isinstance(value, datetime):  # UTC, as the session's time zone is
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.isoformat(sep=" ")
+        moment: datetime = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
+        return moment.isoformat(sep=" ")
     if isinstance(value, date):
         return value.isoformat()
     return str(value)
