@@ -6,7 +6,9 @@
 #   ./submit.sh demo [job args]            generate -> features -> train -> score -> summary on demo data
 #   ./submit.sh <job> [job args]           spark-submit jobs/<job>.py: generate features train score summary
 #                                          evaluate label maintenance;  ./submit.sh <job> --help for its options
-#   ./submit.sh models | runs [args]       model versions; past job runs and their outcome (no Spark)
+#   ./submit.sh models | runs [args]       model versions (* the champion); past job runs and their outcome
+#   ./submit.sh promote VERSION|--rollback the model that decides, by hand; no args: the promotion record
+#   ./submit.sh nightly --date D | --from D1 --to D2   features, train when due, score, evaluate, monitor
 #   ./submit.sh cluster-up | cluster-down  a Spark standalone cluster on this machine (--profile standalone)
 #   ./submit.sh warehouse [up|down]        the metastore + Spark's Thrift JDBC server (docs/warehouse.md)
 #
@@ -126,7 +128,7 @@ case "${1:-help}" in
     submit score --date "$date" "$@"
     submit summary --date "$date" "$@"
     ;;
-  models|runs)
+  models|runs|promote)
     need_venv
     exec "$PY" -m shopguard.cli "$@"
     ;;

@@ -3,13 +3,15 @@
     ./submit.sh score --date 2026-11-22
     ./submit.sh score --date 2026-11-22 --model-version 20261123T020000Z-autoencoder-1a2b3c
 
-The model is applied by a pandas UDF on the executors; a rerun for D replaces partition score_date=D.
+The model is the champion (./submit.sh promote; without any promotion, the newest version) unless pinned.
+It is applied by a pandas UDF on the executors; a rerun for D replaces partition score_date=D.
 """
 
 from __future__ import annotations
 
 import logging
 
+from shopguard import champion
 from shopguard.catalog import Tables
 from shopguard.cli import parse
 from shopguard.registry import load_model
@@ -22,10 +24,9 @@ log = logging.getLogger("shopguard.score")
 def main(argv: list[str] | None = None) -> None:
     args, settings = parse("score", argv, __doc__)
     s = settings.scoring
-    stored = load_model(
-        settings.tables.path("models"), s.model_version
-    )  # before Spark: a bad version is quick
-    log.info("model %s (%s)", stored.version, "pinned" if s.model_version else "the newest version")
+    root = settings.tables.path("models")  # the model first: a bad version is answered before Spark starts
+    stored = load_model(root, s.model_version or champion.current(root))
+    log.info("model %s (%s)", stored.version, "pinned" if s.model_version else "the champion")
     with spark_job("score", settings, args.date) as (spark, storage, run):
         score.run(Tables(storage, settings.tables), s, run, args.date, stored)
 

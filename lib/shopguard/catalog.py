@@ -53,6 +53,16 @@ TABLES: dict[str, TableContract] = {
         ),
         TableContract("scores", ("score_date",), "score_date", schemas.SCORES, purpose="score and action"),
         TableContract(
+            "shadow_scores",
+            ("score_date",),
+            "score_date",
+            schemas.SCORES,
+            purpose="a challenger's scores beside the champion's; decisions come from scores only",
+        ),
+        TableContract(
+            "run_metrics", ("run_date",), "run_date", schemas.RUN_METRICS, purpose="what each night measured"
+        ),
+        TableContract(
             "evaluations",
             ("snapshot_date", "model_version"),
             "snapshot_date",

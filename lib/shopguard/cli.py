@@ -4,6 +4,7 @@
     python -m shopguard.cli submit-args JOB [args]   spark-submit options, or exit 2 with the reason
     python -m shopguard.cli help JOB                 the job's usage
     python -m shopguard.cli models [args]            model versions with mode, date, thresholds, metrics
+    python -m shopguard.cli promote VERSION|--rollback  change the champion (no args: the record)
     python -m shopguard.cli runs [args]              past job runs and their outcome
 
 Nothing here imports Spark or Keras, so a bad argument is answered in well under a second.
@@ -78,6 +79,13 @@ JOB_OPTIONS: dict[str, tuple[Option, ...]] = {
         Option("--verdicts", None, {"required": True,
                "help": "CSV file of verdicts: user_id,label (0 or 1),anomaly_type[,labelled_at]"}),
     ),
+    "nightly": (
+        Option("--date", None, {"type": parse_date, "help": "the night to run: snapshot date YYYY-MM-DD"}),
+        Option("--from", None, {"type": parse_date, "dest": "first", "help": "first night of a backfill (with --to)"}),
+        Option("--to", None, {"type": parse_date, "dest": "last",
+               "help": "last night of a backfill; run again, it skips the nights that completed"}),
+        Option("--train", "nightly.train", {"choices": ["weekly", "drift", "never"], "help": "nightly.train"}),
+    ),
     "maintenance": (
         Option("--retention-hours", "maintenance.retention_hours", {"type": int, "help": "maintenance.retention_hours"}),
         Option("--dry-run", None, {"action": "store_true", "help": "list the files, delete nothing"}),
@@ -135,15 +143,20 @@ def settings_from_args(job: str, args: argparse.Namespace) -> Settings:
     if args.master:
         overrides.append(f"spark.master={args.master}")
     for option in JOB_OPTIONS[job]:
-        value = getattr(args, option.flag.lstrip("-").replace("-", "_"))
-        if option.setting and value is not None:
+        if option.setting is None:
+            continue
+        value = getattr(args, option.kwargs.get("dest") or option.flag.lstrip("-").replace("-", "_"))
+        if value is not None:
             overrides.append(f"{option.setting}={value}")
     return load_settings(args.profile, conf_files=args.conf_file, overrides=overrides, conf_dir=args.conf_dir)
 
 
 def parse(job: str, argv: Sequence[str] | None, description: str | None = None):
     """A job's arguments and its validated settings; argparse exits 2 on a bad argument."""
-    args = job_parser(job, description).parse_args(argv)
+    parser = job_parser(job, description)
+    args = parser.parse_args(argv)
+    if job == "nightly":
+        _check_nights(parser, args)
     if args.log_file:
         from shopguard.runtime import add_log_file
 
@@ -151,6 +164,14 @@ def parse(job: str, argv: Sequence[str] | None, description: str | None = None):
     settings = settings_from_args(job, args)
     logging.getLogger().setLevel(settings.logging.level)
     return args, settings
+
+
+def _check_nights(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """One night (--date) or a backfill (--from and --to, in order), never both."""
+    if (args.date is None) == (args.first is None and args.last is None):
+        parser.error("give --date D for one night, or --from D1 --to D2 for a backfill")
+    if args.date is None and (args.first is None or args.last is None or args.first > args.last):
+        parser.error("a backfill needs --from D1 --to D2 with D1 <= D2")
 
 
 def submit_args(job: str, argv: Sequence[str]) -> list[str]:
@@ -174,9 +195,26 @@ def submit_args(job: str, argv: Sequence[str]) -> list[str]:
 
 def list_models(settings: Settings) -> list[dict[str, Any]]:
     """Every model version, newest first, with what an operator needs to pick one."""
+    from shopguard import champion
     from shopguard.registry import describe_versions
 
-    return describe_versions(settings.tables.path("models"))
+    root = settings.tables.path("models")
+    deciding = champion.current(root)
+    return [{**row, "champion": row["version"] == deciding} for row in describe_versions(root)]
+
+
+def promote_command(
+    settings: Settings, version: str | None, rollback: bool, reason: str | None
+) -> list[dict[str, Any]]:
+    """`./submit.sh promote VERSION | --rollback | --history`: the record after the change, newest first."""
+    from shopguard import champion
+
+    root = settings.tables.path("models")
+    if rollback:
+        champion.rollback(root, reason or "rolled back by hand")
+    elif version:
+        champion.promote(root, version, "manual", reason or "promoted by hand")
+    return champion.describe(root)
 
 
 def list_runs(settings: Settings, last: int) -> list[dict[str, Any]]:
@@ -189,14 +227,24 @@ def _print_models(rows: list[dict[str, Any]]) -> None:
     if not rows:
         print("no model versions")
     for row in rows:
+        mark = "*" if row.get("champion") else " "
         if "problem" in row:
             print(f"{row['version']}  UNUSABLE: {row['problem']}")
             continue
         t, m = row["thresholds"], row["metrics"]
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in m.items())
         alert, block = t.get("alert", float("nan")), t.get("block", float("nan"))
-        print(f"{row['version']}  mode {row['mode']}  trained for {row['snapshot_date']}  "
+        print(f"{mark} {row['version']}  mode {row['mode']}  trained for {row['snapshot_date']}  "
               f"alert >= {alert:.4g}  block >= {block:.4g}  {metrics}")  # fmt: skip
+
+
+def _print_promotions(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        print("no promotions recorded: the newest model version decides")
+    for r in rows:
+        compared = ", ".join(f"{k} {v:.3f}" for k, v in r["metrics"].items())
+        print(f"{r['promoted_at'][:19]}  {r['kind']:<9} {r['model_version']}  (was {r['previous']})  {r['reason']}"
+              + (f"  [{compared}]" if compared else ""))  # fmt: skip
 
 
 def _print_runs(rows: list[dict[str, Any]]) -> None:
@@ -208,7 +256,7 @@ def _print_runs(rows: list[dict[str, Any]]) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    if not argv or argv[0] not in ("submit-args", "help", "models", "runs"):
+    if not argv or argv[0] not in ("submit-args", "help", "models", "runs", "promote"):
         print(__doc__, file=sys.stderr)
         return ExitCode.USAGE
     command, rest = argv[0], list(argv[1:])
@@ -224,17 +272,34 @@ def main(argv: Sequence[str]) -> int:
         parser = _common_parser(f"shopguard {command}", prog=f"submit.sh {command}")
         parser.add_argument("--last", type=int, default=30, help="how many (runs only)")
         parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+        if command == "promote":
+            parser.add_argument("version", nargs="?", help="the model version to make the champion")
+            parser.add_argument("--rollback", action="store_true", help="undo the newest promotion")
+            parser.add_argument("--reason", help="why, for the record")
         args = parser.parse_args(rest)
         settings = load_settings(args.profile, args.conf_file, args.overrides, args.conf_dir)
-        rows = list_models(settings) if command == "models" else list_runs(settings, args.last)
+        if command == "promote":
+            if args.version and args.rollback:
+                raise ConfigError("give a VERSION to promote or --rollback, not both")
+            rows, show = (
+                promote_command(settings, args.version, args.rollback, args.reason),
+                _print_promotions,
+            )
+        elif command == "models":
+            rows, show = list_models(settings), _print_models
+        else:
+            rows, show = list_runs(settings, args.last), _print_runs
         if args.json:
             print("\n".join(json.dumps(r, default=str) for r in rows))
         else:
-            (_print_models if command == "models" else _print_runs)(rows)
+            show(rows)
         return ExitCode.OK
     except ConfigError as exc:
         print(f"shopguard: ConfigError: {exc}", file=sys.stderr)
         return ExitCode.USAGE
+    except (ValueError, FileNotFoundError) as exc:  # promote: an unknown version, nothing to roll back
+        print(f"shopguard: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return ExitCode.INPUT
 
 
 if __name__ == "__main__":

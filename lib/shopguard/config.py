@@ -55,6 +55,8 @@ class TableSettings(_Section):
     scores: str = "scores"
     quarantine: str = "quarantine"
     evaluations: str = "evaluations"
+    shadow_scores: str = "shadow_scores"  # a challenger model's scores beside the champion's (nightly)
+    run_metrics: str = "run_metrics"  # what each night measured: inputs, quarantine, drift, alert rates
     models: str = "models"
     runs: str = "runs"  # one JSON record per job run (not a Delta table): ./submit.sh runs
 
@@ -246,6 +248,8 @@ class MaintenanceSettings(_Section):
             "scores",
             "quarantine",
             "evaluations",
+            "shadow_scores",
+            "run_metrics",
         ]
     )
 
@@ -271,6 +275,47 @@ class CatalogSettings(_Section):
     thrift_port: int = Field(10099, gt=0, lt=65536)
 
 
+class Threshold(_Section):
+    """A measure past `warn` is a warning in the log, the run metrics and the report; past `fail` it fails
+    the night (exit 5) after everything is written. null: never."""
+
+    warn: float | None = None
+    fail: float | None = None
+
+    @model_validator(mode="after")
+    def _fail_beyond_warn(self) -> Threshold:
+        if self.warn is not None and self.fail is not None and self.fail < self.warn:
+            raise ValueError(f"fail ({self.fail}) must be >= warn ({self.warn})")
+        return self
+
+
+class MonitoringSettings(_Section):
+    # population stability index of a feature against the champion's training snapshot (the largest counts)
+    feature_psi: Threshold = Field(default_factory=lambda: Threshold(warn=0.25, fail=None))
+    # population stability index of the champion's scores against its training scores
+    score_psi: Threshold = Field(default_factory=lambda: Threshold(warn=0.25, fail=None))
+    # the alert rate over the share the champion was calibrated to alert (model.alert_budget), as a ratio
+    alert_rate_ratio: Threshold = Field(default_factory=lambda: Threshold(warn=3.0, fail=10.0))
+    # rows quarantined over rows read, per input table
+    quarantine_rate: Threshold = Field(default_factory=lambda: Threshold(warn=0.01, fail=0.2))
+    report_features: int = Field(15, gt=0)  # the most-shifted features the night's report plots
+    report_nights: int = Field(30, gt=0)  # the alert-rate history it plots
+
+
+class NightlySettings(_Section):
+    # when a night trains a challenger: weekly (on train_weekday), drift (when a feature's PSI passes
+    # monitoring.feature_psi.warn), or never; a night without any model always trains the first one
+    train: Literal["weekly", "drift", "never"] = "weekly"
+    train_weekday: int = Field(6, ge=0, le=6)  # Monday 0 ... Sunday 6
+    # a challenger becomes the champion when its PR-AUC on labelled users neither model trained on beats
+    # the champion's by this much; `./submit.sh promote VERSION` promotes by hand, --rollback undoes
+    promote_margin: float = Field(0.02, ge=0)
+    promote_min_anomalies: int = Field(
+        30, gt=0
+    )  # fewer known anomalies to compare on: no automatic promotion
+    evaluate: bool = True  # evaluate the night's scores where labels (or generated truth) exist
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # One line per running Spark stage this often (seconds); 0 turns it off.
@@ -293,6 +338,8 @@ class Settings(_Section):
     maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    nightly: NightlySettings = Field(default_factory=NightlySettings)
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
 
 

@@ -5,6 +5,8 @@
     2  bad configuration or arguments (checked before Spark starts where possible); nothing ran
     3  missing, empty or unreadable input (a table, a file, a model); nothing was written
     4  a data conflict: another writer committed first; the table is consistent; rerun if this run should win
+    5  the night ran and wrote everything, but its monitoring passed a fail threshold (drift, alert volume,
+       quarantine rate): read the night's report before acting on its alerts
 
 The exceptions live in the modules that raise them; this module maps them to codes, once. docs/operations.md
 holds the same table for people.
@@ -22,6 +24,7 @@ class ExitCode(IntEnum):
     USAGE = 2
     INPUT = 3
     CONFLICT = 4
+    MONITOR = 5
 
 
 MEANING: dict[ExitCode, str] = {
@@ -30,6 +33,7 @@ MEANING: dict[ExitCode, str] = {
     ExitCode.USAGE: "bad configuration or arguments: nothing ran",
     ExitCode.INPUT: "missing, empty or unreadable input: nothing was written",
     ExitCode.CONFLICT: "another writer committed first: the table is consistent; rerun if this run should win",
+    ExitCode.MONITOR: "written, but monitoring failed the night: read its report before acting on its alerts",
 }
 
 
@@ -39,6 +43,10 @@ class JobError(RuntimeError):
 
 class InputError(JobError):
     """An input table, file or model is missing, empty for the date, or unreadable."""
+
+
+class MonitoringFailure(JobError):
+    """A night wrote its tables, but a measure passed its fail threshold in conf/ (monitoring:)."""
 
 
 # Spark names a file it could not read in the message of these error conditions (Spark 4).
@@ -68,6 +76,8 @@ def classify(exc: BaseException) -> tuple[ExitCode, str]:
 
     kind = type(exc).__name__
     first_line = (str(exc).strip().splitlines() or [""])[0]
+    if isinstance(exc, MonitoringFailure):
+        return ExitCode.MONITOR, f"{kind}: {first_line}"
     if isinstance(exc, ConcurrentWriteError):
         return ExitCode.CONFLICT, f"{kind}: {first_line}"
     if isinstance(exc, (ConfigError, PseudonymKeyError, SchemaMismatchError)):

@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display on servers
 
+import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -226,5 +227,55 @@ the {html.escape(truth_source)}. Metrics: scikit-learn; every anomaly group is s
 <h2>Summary</h2>{"".join(sections)}
 <h2>What the figures mean</h2><ul data-meanings>{meanings}</ul>
 <h2>Plots</h2>{plots}
+</body></html>
+"""
+
+
+# --------------------------------------------------------------------------- the nightly report
+
+
+def render_night(night: Any, drift: dict[str, float], history: pd.DataFrame, monitoring: Any) -> str:
+    """One night on a page: its warnings and failures, the most-shifted features against the champion's
+    training data, the alert and block rates of the last nights, and every measure."""
+    top = list(drift.items())[: monitoring.report_features]
+    figure, axis = plt.subplots(figsize=(8, 0.3 * max(len(top), 4) + 1))
+    if top:
+        axis.barh([name for name, _ in reversed(top)], [value for _, value in reversed(top)], color="#4c72b0")
+        for threshold, style in ((monitoring.feature_psi.warn, "--"), (monitoring.feature_psi.fail, "-")):
+            if threshold is not None:
+                axis.axvline(threshold, color="#c44e52", linestyle=style)
+    axis.set_xlabel("population stability index against the champion's training snapshot")
+    drift_plot = _figure("feature_drift", figure, f"The {len(top)} most-shifted features")
+    figure, axis = plt.subplots(figsize=(8, 3.5))
+    for metric, label in (("alert_rate", "alerted or blocked"), ("block_rate", "blocked")):
+        shown = history[history.metric == metric]
+        axis.plot(pd.to_datetime(shown.run_date), shown.value, marker="o", label=label)
+    axis.set_ylabel("share of users")
+    axis.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=3, maxticks=10, interval_multiples=True))
+    axis.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
+    axis.legend()
+    figure.autofmt_xdate()
+    rate_plot = _figure(
+        "alert_rate", figure, f"Alert and block rates, last {monitoring.report_nights} nights"
+    )
+    said = "".join(f'<p class="warning" data-warning>{html.escape(w)}</p>' for w in night.warnings)
+    said += "".join(f'<p class="failure" data-failure>{html.escape(f)}</p>' for f in night.failures)
+    measures = pd.DataFrame([m.__dict__ for m in night.measures])
+    promoted = (f"<p>Promoted: {html.escape(night.promoted.model_version)} ({html.escape(night.promoted.reason)})</p>"
+                if night.promoted else "")  # fmt: skip
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>shopguard night {night.day}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; font-size: 0.85em; }} td, th {{ padding: 0.2em 0.6em; border-bottom: 1px solid #ddd; }}
+figure {{ display: inline-block; margin: 0.5em; }} figcaption {{ font-size: 0.8em; color: #555; }}
+.warning {{ background: #fff3cd; border-left: 4px solid #c77c00; padding: 0.5em 0.8em; }}
+.failure {{ background: #f8d7da; border-left: 4px solid #a00; padding: 0.5em 0.8em; }}
+</style></head><body>
+<h1>shopguard night {night.day}</h1>
+<p>Champion {html.escape(night.champion)}; challenger in shadow: {html.escape(night.challenger or "none")}.</p>
+{promoted}{said or "<p>No warnings.</p>"}
+<h2>Drift and alert volume</h2>{drift_plot}{rate_plot}
+<h2>Every measure</h2>{measures.to_html(index=False, float_format=lambda v: f"{v:.4g}")}
 </body></html>
 """

@@ -87,6 +87,21 @@ SCORES = T.StructType(
     ]
 )
 
+# One row per measured quantity of one night (shopguard.monitoring): long, so a new measure is a new
+# `metric` value, never a schema change.
+RUN_METRICS = T.StructType(
+    [
+        T.StructField("run_id", T.StringType()),
+        T.StructField("recorded_at", T.TimestampType()),
+        T.StructField("step", T.StringType()),  # the step that measured it: features, score, monitor, ...
+        T.StructField("metric", T.StringType()),  # e.g. input_rows, quarantine_rate, psi, alert_rate
+        T.StructField("subject", T.StringType()),  # what it is about: a table, a reason, a feature, a model
+        T.StructField("value", T.DoubleType()),
+        T.StructField("status", T.StringType()),  # ok, warn or fail against conf/'s monitoring thresholds
+        T.StructField("run_date", T.DateType()),
+    ]
+)
+
 EVALUATIONS = T.StructType(
     [
         T.StructField("run_id", T.StringType()),

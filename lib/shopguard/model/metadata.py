@@ -27,6 +27,8 @@ class ModelMetadata(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)  # final losses, validation ROC/PR-AUC
     training: dict[str, Any] = Field(default_factory=dict)  # rows, device, seconds, mode_reason, params...
     inputs: dict[str, Any] = Field(default_factory=dict)  # tables and versions trained on
+    # per feature: training deciles and the share of users between them (drift is measured against it)
+    feature_profile: dict[str, dict[str, list[float]]] = Field(default_factory=dict)
     created_at: str | None = None
     # set when the version is saved (shopguard.registry)
     model_version: str | None = None

@@ -19,6 +19,7 @@ from shopguard.model.data import validation_mask
 from shopguard.model.explain import Explanation
 from shopguard.model.fitting import label_metrics
 from shopguard.model.thresholds import choose_thresholds, reference_quantiles
+from shopguard.monitoring import feature_profile
 
 log = logging.getLogger("shopguard.model")
 
@@ -50,6 +51,7 @@ class TrainedModel:
     normalisation: dict[str, list[float]]
     metrics: dict[str, float]
     training: dict[str, Any] = field(default_factory=dict)
+    feature_profile: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
 
 def batch_scores(model: keras.Model, mode: str, x: np.ndarray) -> tuple[np.ndarray, Explanation | None]:
@@ -100,6 +102,7 @@ def train(
         thresholds=thresholds,
         reference_quantiles=reference_quantiles(scores),
         reference_values=np.median(x, axis=0).astype(float).tolist(),
+        feature_profile=feature_profile(x, feature_names),
         normalisation=_describe_normalisation(model),
         metrics=metrics,
         training={

@@ -63,7 +63,7 @@ def run(
     the metrics."""
     e = settings.evaluation
     models = [_model_scores(tables, name, day) for name in scores_tables or [tables.path("scores")]]
-    truth = _ground_truth(tables, settings, key, day)
+    truth = ground_truth(tables, settings, key, day)
     people = _population(tables, settings, key, day, truth, models[0][2])
     notes = [f"{people.evaluated.sum()} users evaluated" + _who(people.holdout, people.restricted)]
     results = []
@@ -93,7 +93,7 @@ def run(
     warnings = _warnings(people.restricted, results[0].frame, unscored)
     for warning in warnings:
         log.warning("%s", warning)
-    _write_text(report, render(day, results, metrics, e.against, notes, warnings))
+    write_text(report, render(day, results, metrics, e.against, notes, warnings))
     run.note(users=int(people.evaluated.sum()), report=report)
     _print_summary(day, e.against, notes, metrics, report)
     return metrics
@@ -114,7 +114,7 @@ def _model_scores(tables: Tables, name: str, day: date) -> tuple[str, pd.DataFra
     return version, scores, load_model(tables.path("models"), version).metadata
 
 
-def _ground_truth(tables: Tables, settings: Settings, key: bytes | None, day: date) -> pd.DataFrame:
+def ground_truth(tables: Tables, settings: Settings, key: bytes | None, day: date) -> pd.DataFrame:
     """user_id, anomaly_type (null: normal)[, subtle] of every user known to be anomalous."""
     against = settings.evaluation.against
     if against == "truth":
@@ -252,7 +252,7 @@ def _print_summary(day: date, against: str, notes: list[str], metrics: pd.DataFr
           f"\n\nreport: {report}\n", flush=True)  # fmt: skip
 
 
-def _write_text(target: str, text: str) -> None:
+def write_text(target: str, text: str) -> None:
     if "://" in target:
         fs, path = pafs.FileSystem.from_uri(target.replace("s3a://", "s3://"))
     else:

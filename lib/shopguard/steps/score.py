@@ -17,8 +17,11 @@ from shopguard.scoring import ScoringPlan, check_features_match, score_users
 log = logging.getLogger("shopguard.score")
 
 
-def run(tables: Tables, s: ScoringSettings, run: RunInfo, day: date, stored: StoredModel) -> dict[str, int]:
-    """Partition score_date=D of the scores table, checked after the commit; returns users per action."""
+def run(
+    tables: Tables, s: ScoringSettings, run: RunInfo, day: date, stored: StoredModel, table: str = "scores"
+) -> dict[str, int]:
+    """Partition score_date=D of the scores table (or of shadow_scores, for a challenger), checked after the
+    commit; returns users per action."""
     plan = ScoringPlan.from_metadata(stored.model_bytes, stored.metadata, alert_threshold=s.alert_threshold,
                                      block_threshold=s.block_threshold, n_reasons=s.n_reasons)  # fmt: skip
     tables.storage.spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(s.batch_rows))
@@ -38,16 +41,17 @@ def run(tables: Tables, s: ScoringSettings, run: RunInfo, day: date, stored: Sto
     pinned = {"features": {"path": tables.path("features"), "version": version}}
     info = run.commit_info(score_date=day.isoformat(), rows_read=users, model_version=stored.version,
                            inputs=pinned)  # fmt: skip
-    written = tables.replace("scores", scores, day, info)
-    tally = tables.on("scores", day, version=written).groupBy("action").count().collect()
+    written = tables.replace(table, scores, day, info)
+    tally = tables.on(table, day, version=written).groupBy("action").count().collect()
     actions = {r["action"]: r["count"] for r in tally}
     if sum(actions.values()) != users:
         raise RuntimeError(f"wrote {sum(actions.values())} scores for {users} users of {day}; the table is at "
                            f"version {written}")  # fmt: skip
     features.unpersist()
-    run.note(users=users, **actions)
+    if table == "scores":  # the run record counts the decisions
+        run.note(users=users, **actions)
     log.info("scored %d users of %s with %s -> %s (version %d): %s", users, day, stored.version,
-             tables.path("scores"), written, actions)  # fmt: skip
+             tables.path(table), written, actions)  # fmt: skip
     return actions
 
 

@@ -72,6 +72,7 @@ def run(tables: Tables, settings: Settings, run: RunInfo, day: date, key: bytes 
                 "holdout_share": m.holdout_share,
             },  # fmt: skip
             inputs=inputs,
+            feature_profile=trained.feature_profile,
             created_at=datetime.now(UTC).isoformat(),
         )
         path = save_model(trained.model, metadata, tables.path("models"), version, tensorboard_dir)
