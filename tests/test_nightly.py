@@ -96,7 +96,9 @@ def test_a_rerun_replaces_the_night_and_a_failing_threshold_exits_5_after_writin
     assert abs(len(mine) - before) <= 2  # replaced, not appended (a comparison row may come or go)
     assert any("failed by monitoring" in r.getMessage() or "psi of amount" in r.getMessage() for r in caplog.records
                if r.levelno >= logging.ERROR)  # fmt: skip
-    report = sorted((root / "reports").glob(f"nightly-{NIGHTS[-1]}-*.html"))[-1].read_text()
+    report = max(
+        (root / "reports").glob(f"nightly-{NIGHTS[-1]}-*.html"), key=lambda p: p.stat().st_mtime
+    ).read_text()
     assert (
         "data-failure" in report
         and 'data-plot="feature_drift"' in report

@@ -74,6 +74,9 @@ def run(tables: Tables, settings: Settings, run: RunInfo, day: date, key: bytes 
         champion.promote(root, deciding, "first", "the first model: there was no champion", run_id=run.run_id)
     stored = load_model(root, deciding)
     profile = stored.metadata.feature_profile
+    if not profile:
+        log.warning("night %s: the champion %s was trained before models kept a feature profile: no feature "
+                    "drift is measured until a newer model is promoted", day, deciding)  # fmt: skip
     today = monitoring.spark_bin_shares(
         tables.on("features", day), {n: p["edges"] for n, p in profile.items()}
     )
