@@ -206,7 +206,7 @@ def list_models(settings: Settings) -> list[dict[str, Any]]:
 def promote_command(
     settings: Settings, version: str | None, rollback: bool, reason: str | None
 ) -> list[dict[str, Any]]:
-    """`./submit.sh promote VERSION | --rollback | --history`: the record after the change, newest first."""
+    """`./submit.sh promote [VERSION | --rollback]`: the record after any change, newest first."""
     from shopguard import champion
 
     root = settings.tables.path("models")
