@@ -183,13 +183,11 @@ def spark_job(
         log.info("%s started: run %s%s, profile %s, master %s, storage %s", job, run.run_id,
                  f", date {day}" if day else "", settings.profile, spark.sparkContext.master, storage.name)  # fmt: skip
         yield spark, storage, run
-        if settings.catalog.enabled:
-            from shopguard.warehouse import register_tables
-
-            registered = register_tables(spark, settings, storage)
-            log.info("registered in the catalog: %s", ", ".join(registered) or "nothing")
+        _register(spark, settings, storage)
     except BaseException as exc:
         code, message = classify(exc)
+        if code == ExitCode.MONITOR:  # a night failed by monitoring wrote every table: analysts need them
+            _register(spark, settings, storage)
         raise
     finally:
         progress.stop()
@@ -204,6 +202,14 @@ def spark_job(
             "exit_code": int(code), "outcome": "success" if code == ExitCode.OK else "failed",
             "message": message, "counts": run.counts, "profile": settings.profile,
         })  # fmt: skip
+
+
+def _register(spark: SparkSession, settings: Settings, storage: DeltaStorage) -> None:
+    if settings.catalog.enabled:
+        from shopguard.warehouse import register_tables
+
+        registered = register_tables(spark, settings, storage)
+        log.info("registered in the catalog: %s", ", ".join(registered) or "nothing")
 
 
 def run_job(main: Callable[[], None]) -> int:
