@@ -161,6 +161,11 @@ class ModelSettings(_Section):
     unsupervised: Literal["rank_ensemble", "log_autoencoder"] = "rank_ensemble"
     # a validation ROC-AUC below this (where labels allow one) is logged and stored as a warning
     min_validation_roc_auc: float = Field(0.7, ge=0, le=1)
+    # rank_ensemble also fuses an isolation forest of this many trees and the distance to the k-th
+    # nearest of neighbour_reference training users (k = neighbours); 0 leaves a detector out
+    isolation_trees: int = Field(100, ge=0)
+    neighbours: int = Field(5, ge=0)
+    neighbour_reference: int = Field(2000, gt=0)
     hidden_units: list[int] = Field(default_factory=lambda: [32])
     latent_units: int = Field(2, gt=0)
     dropout: float = Field(0.1, ge=0, lt=1)

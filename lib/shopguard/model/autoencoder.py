@@ -1,7 +1,8 @@
 """Unsupervised: an autoencoder learns normal behaviour; what it cannot reconstruct is anomalous.
 
 model.unsupervised picks the body: rank_ensemble (the default, shopguard.model.ensemble: rank-normalised
-features, the error fused with ECOD's tail score) or log_autoencoder (log-standardised features, the mean
+features, the error fused with ECOD's tail score, then by rank with an isolation forest and the k-th
+neighbour distance, shopguard.model.detectors) or log_autoencoder (log-standardised features, the mean
 squared residual)."""
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def fit(
     model, history = robust_autoencoder(
         x, fit_rows, val_rows, params, log_dir, lambda x_fit, p: ensemble.build_autoencoder(x_fit, cdf, p)
     )
-    return Fitted(ensemble.with_fused_score(model, cdf, x[fit_rows]), history, fit_rows, val_rows)
+    fused = ensemble.with_fused_score(model, cdf, x[fit_rows])
+    return Fitted(ensemble.with_detectors(fused, x[fit_rows], params), history, fit_rows, val_rows)
 
 
 def score_batch(model: keras.Model, x: np.ndarray) -> tuple[np.ndarray, Explanation | None]:

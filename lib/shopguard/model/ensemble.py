@@ -12,8 +12,10 @@ stored in the model), so it is measured in "how rare", not in euros or counts:
 * the score adds ECOD's tail score (rare values anywhere add up) and half the mean normalised error
   (a user that breaks the features' usual relations), both negative log-likelihoods, nothing tuned.
 
-Everything lives in the saved model (registered layers, constants in their configs): scoring calls one
-Keras model, as before. Reasons: each feature's share of the score, high or low against the population.
+That score is then fused by rank with an isolation forest and the k-th neighbour distance (see
+`with_detectors` and shopguard.model.detectors). Everything lives in the saved model (registered layers,
+constants in their configs or non-trainable weights): scoring calls one Keras model, as before.
+Reasons: each feature's share of the per-feature score, high or low against the population.
 Measured on 30 external data sets by bench/external.py (docs/quality.md).
 """
 
@@ -27,6 +29,7 @@ import numpy as np
 from keras import layers, ops
 
 from shopguard.model.backend import keras
+from shopguard.model.detectors import isolation_forest, nearest_neighbours  # registers their layers
 
 Tensor = Any  # a Keras tensor: Keras ships no type information
 Floats = Sequence[float] | np.ndarray
@@ -35,6 +38,11 @@ Knots = Sequence[Sequence[float]] | np.ndarray  # (knots, features)
 # ECDF knots at every 5%: the outer ones stay below a few percent of anomalies sharing one value; past
 # them the Pareto tail takes over.
 LEVELS = np.round(np.arange(0.05, 0.9501, 0.05), 4)
+# The detectors' scores are fused by rank, where the order among the top few percent is what counts:
+# knots every 0.5%, then ever closer to 1 (up to the largest training score), so that the training users'
+# ranks are kept right to the top rather than flattened by a tail fitted to the body
+DETECTOR_LEVELS = np.unique(np.round(np.concatenate([np.arange(0.005, 0.9951, 0.005),
+                                                     1 - np.geomspace(5e-3, 1e-6, 30)]), 8))  # fmt: skip
 
 
 def _piecewise(x: Tensor, knots: list[list[float]], values: list[list[float]]) -> Tensor:
@@ -145,22 +153,22 @@ def _tail_scale(column: np.ndarray, knot: float, quartile: float, extreme: float
     return max(abs(float(knot)), 1.0) * 0.1
 
 
-def ecdf_knots(x: np.ndarray) -> dict[str, Any]:
+def ecdf_knots(x: np.ndarray, at: np.ndarray = LEVELS) -> dict[str, Any]:
     """Per feature: knot values at LEVELS, their mid-rank ECDF levels (ties share the middle of their
     mass, so a feature that is 0 for 60% of users puts 0 at 0.3, not at 0 or 0.6), and the Pareto tail
     scales beyond the outer knots (see `_tail_scale`)."""
     n, columns = x.shape
-    knots = np.empty((len(LEVELS), columns), dtype=np.float64)
+    knots = np.empty((len(at), columns), dtype=np.float64)
     levels = np.empty_like(knots)
     high, low = np.ones(columns), np.ones(columns)
     ordered = np.sort(x, axis=0)
     for j in range(columns):
         column = ordered[:, j]
-        values = np.unique(np.quantile(column, LEVELS))
+        values = np.unique(np.quantile(column, at))
         left = np.searchsorted(column, values, side="left")
         right = np.searchsorted(column, values, side="right")
         mid = np.clip((left + right) / (2.0 * n), 0.5 / n, 1 - 0.5 / n)
-        pad = len(LEVELS) - len(values)  # repeat the last knot: zero-width segments add nothing
+        pad = len(at) - len(values)  # repeat the last knot: zero-width segments add nothing
         knots[:, j] = np.concatenate([values, np.repeat(values[-1], pad)])
         levels[:, j] = np.concatenate([mid, np.repeat(mid[-1], pad)])
         high[j] = _tail_scale(column, knots[-1, j], np.quantile(column, 0.75), column[-1])
@@ -209,3 +217,29 @@ def split_output(out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The fused model's one output -> (score, per-feature weight, normal score z)."""
     columns = (out.shape[1] - 1) // 2
     return out[:, 0].astype(np.float64), out[:, 1 : 1 + columns], out[:, 1 + columns :]
+
+
+def with_detectors(fused: keras.Model, x_fit: np.ndarray, params: Any) -> keras.Model:
+    """The fused model's score, an isolation forest's and the k-th neighbour distance, fused by rank: each
+    through its ECDF on the training users `x_fit` (fine knots up to 99.5%, a Pareto tail past them), the
+    score being the sum of the three -log P(S >= s). A user rare to any detector scores high; nothing is
+    weighted or tuned. Reasons stay those of the per-feature tail and error parts (the other two detectors
+    do not split their score by feature). Without either detector (both settings 0) `fused` is returned."""
+    from shopguard.model.fitting import predict
+
+    inputs, output = fused.input, fused.output
+    parts = [output[:, :1]]
+    if params.isolation_trees:
+        parts.append(isolation_forest(x_fit, params.isolation_trees, params.seed)(inputs))
+    if params.neighbours:
+        parts.append(
+            nearest_neighbours(x_fit, params.neighbours, params.neighbour_reference, params.seed)(inputs)
+        )
+    if len(parts) == 1:
+        return fused
+    scores = layers.Concatenate(name="detector_scores")(parts)
+    on_fit = predict(keras.Model(inputs, scores), x_fit)[0].astype(np.float64)
+    ranks = EmpiricalCDF(**ecdf_knots(on_fit, DETECTOR_LEVELS), name="detector_ranks")
+    _, rarity, _ = ranks(scores)
+    total = ops.sum(rarity, axis=1, keepdims=True)
+    return keras.Model(inputs, ops.concatenate([total, output[:, 1:]], axis=1), name=fused.name)

@@ -167,8 +167,9 @@ def _describe_normalisation(model: keras.Model) -> dict[str, Any]:
     """What turns raw features into model units, for the metadata (it lives inside the model)."""
     names = {layer.name for layer in model.layers}
     if "empirical_cdf" in names:
+        detectors = [d for d in ("isolation_forest", "nearest_neighbours") if d in names]
         return {"inside_model": "EmpiricalCDF (mid-rank ECDF per feature, Pareto tails past the 5th/95th "
-                "percentiles) -> tail probabilities and normal scores"}  # fmt: skip
+                "percentiles) -> tail probabilities and normal scores", "fused_by_rank_with": detectors}  # fmt: skip
     normalisation = model.get_layer("normalisation")
     return {
         "inside_model": "SignedLog1p -> Normalization -> Clip(10)",
