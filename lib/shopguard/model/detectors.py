@@ -114,8 +114,8 @@ class NearestNeighbours(layers.Layer):
     """raw features -> distance to the k-th nearest reference user, in standard units of the training users.
 
     The reference is a sample of the training users, so a reference user would find itself at distance 0:
-    one zero distance (below SELF) is skipped (the (k+1)-th is taken), which keeps the reference users' scores on the
-    same footing as everyone else's."""
+    one zero distance (below SELF) is skipped (the (k+1)-th is taken), which keeps the reference users'
+    scores on the same footing as everyone else's."""
 
     def __init__(self, k: int, rows: int, columns: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)

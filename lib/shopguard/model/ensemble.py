@@ -154,9 +154,9 @@ def _tail_scale(column: np.ndarray, knot: float, quartile: float, extreme: float
 
 
 def ecdf_knots(x: np.ndarray, at: np.ndarray = LEVELS) -> dict[str, Any]:
-    """Per feature: knot values at LEVELS, their mid-rank ECDF levels (ties share the middle of their
-    mass, so a feature that is 0 for 60% of users puts 0 at 0.3, not at 0 or 0.6), and the Pareto tail
-    scales beyond the outer knots (see `_tail_scale`)."""
+    """Per feature: knot values at the levels `at` (LEVELS by default), their mid-rank ECDF levels (ties
+    share the middle of their mass, so a feature that is 0 for 60% of users puts 0 at 0.3, not at 0 or
+    0.6), and the Pareto tail scales beyond the outer knots (see `_tail_scale`)."""
     n, columns = x.shape
     knots = np.empty((len(at), columns), dtype=np.float64)
     levels = np.empty_like(knots)
@@ -221,7 +221,7 @@ def split_output(out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def with_detectors(fused: keras.Model, x_fit: np.ndarray, params: Any) -> keras.Model:
     """The fused model's score, an isolation forest's and the k-th neighbour distance, fused by rank: each
-    through its ECDF on the training users `x_fit` (fine knots up to 99.5%, a Pareto tail past them), the
+    through its ECDF on the training users `x_fit` (DETECTOR_LEVELS, a Pareto tail past the largest), the
     score being the sum of the three -log P(S >= s). A user rare to any detector scores high; nothing is
     weighted or tuned. Reasons stay those of the per-feature tail and error parts (the other two detectors
     do not split their score by feature). Without either detector (both settings 0) `fused` is returned."""
