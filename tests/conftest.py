@@ -68,12 +68,18 @@ def storage(spark, request):
     return open_storage(spark, request.param)
 
 
-def load_job(name: str):
-    """A job's main(), loaded from jobs/<name>.py."""
-    spec = importlib.util.spec_from_file_location(f"shopguard_job_{name}", ROOT / "jobs" / f"{name}.py")
+def load_script(relative: str):
+    """A module loaded from a script of the repository (jobs/, bench/), which are not packages."""
+    path = ROOT / relative
+    spec = importlib.util.spec_from_file_location(f"shopguard_{path.parent.name}_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.main
+    return module
+
+
+def load_job(name: str):
+    """A job's main(), loaded from jobs/<name>.py."""
+    return load_script(f"jobs/{name}.py").main
 
 
 def submit(

@@ -3,20 +3,14 @@ folder of .npz files and writes the JSON other teams compare with."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_script
 
 
 def external():
-    spec = importlib.util.spec_from_file_location("bench_external", ROOT / "bench" / "external.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/external.py")
 
 
 def test_the_external_benchmark_scores_every_detector_on_every_file_and_writes_json(tmp_path):

@@ -3,24 +3,17 @@ used a construct the translation does not know, the reference would fail or comp
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import duckdb
 import pytest
+from conftest import load_script
 
 from shopguard.config import load_settings
 from shopguard.features import FeatureSpec
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
 def speed():
-    spec = importlib.util.spec_from_file_location("bench_speed", ROOT / "bench" / "speed.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/speed.py")
 
 
 def test_spark_sql_literals_and_functions_become_duckdb(speed):
