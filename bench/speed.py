@@ -11,7 +11,8 @@ the driver's JVM or Python). References, each its own process over the same inpu
 * features: DuckDB over the same committed Parquet files (listed by the Delta log): the same validation
   rules, duplicates dropped, and the same feature expressions (shopguard.features, translated to DuckDB's
   dialect); its output is compared with the job's, column by column;
-* train: `shopguard.model.train` on the same NumPy matrix (Keras fit, detectors, thresholds; no Spark);
+* train: `shopguard.model.train` on the same NumPy matrix (Keras fit, detectors, thresholds; no Spark),
+  as many users as the job trains on (model.max_training_rows);
 * score: `shopguard.scoring.score_frame` (the function the pandas UDF applies) on the whole snapshot at
   once, with the same model;
 * generate and evaluate have none.
@@ -249,9 +250,12 @@ def keras_train(root: Path) -> None:
     from shopguard.config import load_settings
     from shopguard.model import TrainingParams, train
 
+    model = load_settings().model
     frame = _features_matrix(root)
+    if len(frame) > model.max_training_rows:  # as many users as the job's sample, so the two do equal work
+        frame = frame.sample(n=model.max_training_rows, random_state=model.seed)
     names = [c for c in frame.columns if c not in ("user_id", "snapshot_date")]
-    params = TrainingParams.from_settings(load_settings().model, mode="autoencoder")
+    params = TrainingParams.from_settings(model, mode="autoencoder")
     train(frame[names].to_numpy(np.float32), frame["user_id"].to_numpy(), names, params)
 
 

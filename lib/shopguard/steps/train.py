@@ -41,7 +41,7 @@ def run(tables: Tables, settings: Settings, run: RunInfo, day: date, key: bytes 
     else:
         log.info("no labels table at %s: training without labels", tables.path("labels"))
         features = features.withColumn("label", F.lit(None).cast("int"))
-    features = _sampled(features, m)
+    features = training_sample(features, m)
 
     # The Spark -> driver handoff: Arrow batches, not rows.
     names = feature_columns(features.drop("label", "anomaly_type").schema)
@@ -96,11 +96,15 @@ def _training_features(tables: Tables, m: ModelSettings, day: date) -> tuple[Dat
     return features, {"features": pinned}
 
 
-def _sampled(features: DataFrame, m: ModelSettings) -> DataFrame:
-    """At most about `model.max_training_rows` rows: a deterministic sample by user."""
-    rows = features.count()
+def training_sample(features: DataFrame, m: ModelSettings) -> DataFrame:
+    """About `model.max_training_rows` rows: every labelled user (rare, and what the supervised modes learn
+    from) and a deterministic sample of the others by user hash."""
+    row = features.agg(F.count(F.lit(1)).alias("rows"), F.count("label").alias("labelled")).first()
+    rows, labelled = (int(row["rows"]), int(row["labelled"])) if row else (0, 0)
     if rows <= m.max_training_rows:
         return features
-    keep = m.max_training_rows / rows
-    log.info("sampling %.1f%% of %d rows (model.max_training_rows)", 100 * keep, rows)
-    return features.where(F.abs(F.xxhash64("user_id", F.lit(m.seed))) % 1_000_000 < keep * 1_000_000)
+    keep = max(m.max_training_rows - labelled, 0) / max(rows - labelled, 1)
+    log.info("sampling %.1f%% of %d unlabelled rows, keeping all %d labelled (model.max_training_rows)",
+             100 * keep, rows - labelled, labelled)  # fmt: skip
+    sampled = F.abs(F.xxhash64("user_id", F.lit(m.seed))) % 1_000_000 < keep * 1_000_000
+    return features.where(F.col("label").isNotNull() | sampled)
