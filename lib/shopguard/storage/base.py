@@ -145,8 +145,6 @@ class DeltaStorage(ABC):
 
 # --------------------------------------------------------------------------- helpers shared by both
 
-# --------------------------------------------------------------------------- helpers shared by both
-
 
 def check_write(
     df: DataFrame, mode: str, partition_by: Sequence[str] | str, replace_where: Sequence[Predicate] | None
