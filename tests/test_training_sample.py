@@ -15,7 +15,7 @@ SCHEMA = T.StructType(
 
 
 def test_the_training_sample_keeps_every_labelled_user_and_caps_the_others(spark):
-    rows = [(f"u{i}", (1 if i % 2 else 0) if i % 100 == 0 else None, float(i)) for i in range(3000)]
+    rows = [(f"u{i}", (i // 100) % 2 if i % 100 == 0 else None, float(i)) for i in range(3000)]
     features = spark.createDataFrame(rows, SCHEMA)
 
     sample = training_sample(features, ModelSettings(max_training_rows=300)).collect()

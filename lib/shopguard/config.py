@@ -184,7 +184,7 @@ class ModelSettings(_Section):
     # Snapshots to train on: the last N snapshot dates up to and including --date.
     training_snapshots: int = Field(1, gt=0)
     # Users that reach the driver for training (a hash sample above it; labelled users are always kept).
-    max_training_rows: int = Field(50_000, gt=0)
+    max_training_rows: int = Field(100_000, gt=0)
     # Users left out of training altogether (by a hash of user_id), to measure quality honestly.
     holdout_share: float = Field(0.0, ge=0, lt=1)
     # budget: alert/block the top alert_budget/block_budget share of users (exact training-score quantiles);
