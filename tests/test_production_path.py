@@ -26,7 +26,8 @@ THRIFT_PORT = 10199
 
 @pytest.fixture(scope="module")
 def production(tmp_path_factory):
-    """generate, features and score for two days, and train, on the cluster, with the catalog on."""
+    """generate, then the nightly run over two days (features, the first model trained, scores), on the
+    cluster with the catalog on: two applications, as an operator schedules them."""
     work = tmp_path_factory.mktemp("production")
     catalog = ["--set", "catalog.enabled=true", "--set", f"catalog.metastore_url={METASTORE}",
                "--set", f"catalog.warehouse_dir={work}/warehouse",
@@ -39,9 +40,17 @@ def production(tmp_path_factory):
               "--set", f"tables.root={tables}", "--set", "generate.users=400", "--set", "model.epochs=3",
               *catalog]  # fmt: skip
     try:
-        for job, args in (("generate", ["--end-date", DAY]), ("features", ["--date", YESTERDAY]),
-                          ("features", ["--date", DAY]), ("train", ["--date", DAY]),
-                          ("score", ["--date", YESTERDAY]), ("score", ["--date", DAY])):  # fmt: skip
+        nightly = [
+            "--from",
+            YESTERDAY,
+            "--to",
+            DAY,
+            "--set",
+            "nightly.train=never",
+            "--set",
+            "nightly.evaluate=false",
+        ]
+        for job, args in (("generate", ["--end-date", DAY]), ("nightly", nightly)):  # fmt: skip
             result = submit(job, *args, *common, timeout=900)
             assert result.returncode == 0, f"{job}: {result.stderr[-4000:]}"
         yield tables, common, cluster, settings, work
@@ -68,7 +77,7 @@ def test_the_pipeline_runs_on_a_standalone_cluster_and_scores_as_local_mode_does
 
     # Every job ran its tasks in executors the two workers launched.
     launched = re.findall(r"Asked to launch executor (\S+) for (shopguard-\w+)", cluster.worker_logs())
-    assert {app for _, app in launched} >= {"shopguard-generate", "shopguard-features", "shopguard-score"}
+    assert {app for _, app in launched} >= {"shopguard-generate", "shopguard-nightly"}
     assert {e.rsplit("/", 1)[1] for e, _ in launched} == {"0", "1"}  # both workers
     lines = [f"worker: launched executor {e} for {app}" for e, app in launched]
     (ROOT / "build").mkdir(exist_ok=True)

@@ -106,9 +106,7 @@ def _kill(pids: list[int] | tuple[int, ...]) -> None:
     deadline = time.monotonic() + 20
     for pid in pids:
         while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if not _alive(pid):
                 break
             time.sleep(0.2)
         else:
@@ -116,6 +114,21 @@ def _kill(pids: list[int] | tuple[int, ...]) -> None:
                 os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process still runs. A child of this process that has exited stays a zombie (and answers
+    signal 0) until it is reaped: reap it here, or stopping a cluster started in-process waits the whole
+    grace period for processes that are already gone."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:  # not our child: someone else reaps it
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
 
 def stop(cluster: LocalCluster | None = None, work_dir: Path = STATE_DIR) -> None:
