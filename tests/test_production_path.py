@@ -40,16 +40,8 @@ def production(tmp_path_factory):
               "--set", f"tables.root={tables}", "--set", "generate.users=400", "--set", "model.epochs=3",
               *catalog]  # fmt: skip
     try:
-        nightly = [
-            "--from",
-            YESTERDAY,
-            "--to",
-            DAY,
-            "--set",
-            "nightly.train=never",
-            "--set",
-            "nightly.evaluate=false",
-        ]
+        nightly = ["--from", YESTERDAY, "--to", DAY,  # the first night trains the first model
+                   "--set", "nightly.train=never", "--set", "nightly.evaluate=false"]  # fmt: skip
         for job, args in (("generate", ["--end-date", DAY]), ("nightly", nightly)):  # fmt: skip
             result = submit(job, *args, *common, timeout=900)
             assert result.returncode == 0, f"{job}: {result.stderr[-4000:]}"
