@@ -180,8 +180,11 @@ def _features_sql(spec: Any) -> str:
     end, life, recent = _duckdb(f._ts(cutoff)), s[spec.lifetime_days], s[spec.max_window]
     rates = " ".join(f"WHEN '{c}' THEN {float(r)}" for c, r in sorted(spec.currency_rates.items()))
 
-    def select(features: list[tuple[str, str]]) -> str:
-        return ", ".join(f'{_duckdb(sql)} AS "{name}"' for name, sql in features)
+    def select(features: list[tuple[str, Any]]) -> str:
+        """Each feature as its plain SQL definition (a distinct count as one count(DISTINCT ...))."""
+        return ", ".join(
+            f'{_duckdb(sql if isinstance(sql, str) else sql.sql)} AS "{name}"' for name, sql in features
+        )
 
     windows = spec.windows_days
     item_counts = ", ".join(f"count_if(event_time >= {s[w]}) AS n_{w}" for w in windows)
@@ -194,6 +197,7 @@ def _features_sql(spec: Any) -> str:
     sharing = [(f"shared_{k}_users_{spec.max_window}d",
                 f"max(CASE WHEN kind = '{k}' AND last_seen >= {start[spec.max_window]} THEN users - 1 END)")
                for k in plural]  # fmt: skip
+    flags = ", ".join(f"{_duckdb(sql)} AS {name}" for name, sql in f.click_flags(spec, start))
     days = spec.lifetime_days
     lifetime = (
         f"least(CASE WHEN signup_time IS NOT NULL THEN (epoch_us({end}) - epoch_us(signup_time)) / 1e6 / 86400 "
@@ -207,7 +211,7 @@ def _features_sql(spec: Any) -> str:
                     FROM valid_transactions WHERE order_time >= {life} AND order_time < {end}),
     recent_clicks AS (SELECT * FROM life_clicks WHERE event_time >= {recent}),
     recent_orders AS (SELECT * FROM life_orders WHERE order_time >= {recent}),
-    timed AS (SELECT *, (epoch_us(event_time) - epoch_us(prev_event_time)) / 1e6 AS gap_s FROM (
+    timed AS (SELECT *, (epoch_us(event_time) - epoch_us(prev_event_time)) / 1e6 AS gap_s, {flags} FROM (
                 SELECT *, lag(event_time) OVER (PARTITION BY user_id ORDER BY event_time) AS prev_event_time
                 FROM recent_clicks)),
     users AS (SELECT user_id FROM recent_clicks UNION SELECT user_id FROM recent_orders),

@@ -14,7 +14,7 @@ from shopguard.features import (
     cutoff_of,
     feature_columns,
     feature_fingerprint,
-    users_without_row,
+    user_snapshot,
 )
 
 D = dt.date(2026, 11, 22)
@@ -208,4 +208,8 @@ def test_users_quiet_for_the_whole_window_get_no_row_and_are_counted(spark):
     orders = spark.createDataFrame(ORDERS, schemas.TRANSACTIONS)
     table = build_user_features(clicks, orders, D, SPEC)
     assert "quiet" not in {r.user_id for r in table.select("user_id").collect()}
-    assert users_without_row(clicks, orders, table.count()) == 1
+    seen = {
+        r.user_id: r.active
+        for r in user_snapshot(clicks, orders, D, SPEC).select("user_id", "active").collect()
+    }
+    assert seen["quiet"] is False and sum(not active for active in seen.values()) == 1

@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
+from functools import reduce
 from typing import NamedTuple
 
 from pydantic import field_validator
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, Observation, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -23,7 +24,8 @@ from shopguard.config import ValidationSettings
 log = logging.getLogger(__name__)
 
 SOURCE = "_source"  # struct of the row as read, kept until quarantine serialises it
-REASON = "_reason"
+REASON = "_reason"  # every rule a row failed, as text: only computed for the rows that failed one
+BAD = "_bad"  # whether a row failed any rule: what the valid rows are filtered on
 
 
 class SchemaError(ValueError):
@@ -65,12 +67,12 @@ class Validated:
     @property
     def valid(self) -> DataFrame:
         """Rows that passed, in the canonical columns."""
-        return self.flagged.where(F.col(REASON).isNull()).select(*schemas.CANONICAL[self.table].fieldNames())
+        return self.flagged.where(~F.col(BAD)).select(*schemas.CANONICAL[self.table].fieldNames())
 
     @property
     def quarantined(self) -> DataFrame:
         """Rows that failed, in the quarantine table's layout (schemas.QUARANTINE)."""
-        return self.flagged.where(F.col(REASON).isNotNull()).select(
+        return self.flagged.where(F.col(BAD)).select(
             F.lit(self.table).alias("source_table"),
             F.col(REASON).alias("reason"),
             F.to_json(F.col(SOURCE)).alias("record"),
@@ -92,16 +94,25 @@ class Validated:
 
     def tally(self) -> Counts:
         """Rows read, rows quarantined, and valid rows that happened on the snapshot date, in one pass."""
+        row = self.flagged.agg(*self._tallies()).first()
+        assert row is not None  # an aggregate always has one row
+        return Counts(int(row["read"]), int(row["quarantined"]), int(row["on_date"]))
+
+    def observed(self) -> tuple[Validated, Observation]:
+        """The same rows, tallied as a side effect of the first action that reads them all (Spark's
+        Observation: no pass of its own). After that action, `Counts(**observation.get)`."""
+        observation = Observation(f"tally_{self.table}")
+        return replace(self, flagged=self.flagged.observe(observation, *self._tallies())), observation
+
+    def _tallies(self) -> list[Column]:
         day = datetime.combine(self.snapshot_date, datetime.min.time(), tzinfo=UTC)
         moment = F.col(schemas.TIME_COLUMN[self.table])
-        on_date = F.col(REASON).isNull() & (moment >= F.lit(day)) & (moment < F.lit(day + timedelta(days=1)))
-        row = self.flagged.agg(
+        on_date = ~F.col(BAD) & (moment >= F.lit(day)) & (moment < F.lit(day + timedelta(days=1)))
+        return [
             F.count(F.lit(1)).alias("read"),
-            F.count(REASON).alias("bad"),
+            F.count_if(F.col(BAD)).alias("quarantined"),
             F.count_if(on_date).alias("on_date"),
-        ).first()
-        assert row is not None  # an aggregate always has one row
-        return Counts(int(row["read"]), int(row["bad"]), int(row["on_date"]))
+        ]
 
 
 class Counts(NamedTuple):
@@ -298,6 +309,11 @@ def row_checks(df: DataFrame, table: str, rules: Rules) -> list[tuple[Column, st
     return checks
 
 
+def is_bad(checks: list[tuple[Column, str | Column]]) -> Column:
+    """Whether a row failed any rule: a plain boolean, so valid rows never pay for building reasons."""
+    return reduce(lambda a, b: a | b, [F.coalesce(cond, F.lit(False)) for cond, _ in checks], F.lit(False))
+
+
 def quarantine_reason(checks: list[tuple[Column, str | Column]]) -> Column:
     """All failed rules joined by '; ', or null for a good row."""
     failed = F.array_compact(
@@ -313,7 +329,8 @@ def quarantine_reason(checks: list[tuple[Column, str | Column]]) -> Column:
 
 def validate(df: DataFrame, table: str, rules: Rules, snapshot_date: date) -> Validated:
     """Split conformed, normalised rows into valid rows (canonical columns) and quarantine rows."""
-    flagged = df.withColumn(REASON, quarantine_reason(row_checks(df, table, rules)))
+    checks = row_checks(df, table, rules)
+    flagged = df.withColumn(BAD, is_bad(checks)).withColumn(REASON, quarantine_reason(checks))
     return Validated(flagged=flagged, table=table, quarantined_at=rules.now, snapshot_date=snapshot_date)
 
 
@@ -324,15 +341,28 @@ _STATUS_RANK = "CASE status WHEN 'refunded' THEN 3 WHEN 'cancelled' THEN 2 ELSE 
 
 
 def deduplicate(table: str):
-    """DataFrame -> DataFrame without exact duplicates; orders keep one row per order_id, the latest."""
+    """DataFrame -> DataFrame without exact duplicates; orders keep one row per order_id, the latest.
+
+    Clicks: exact duplicates sit next to each other once each user's rows are sorted by time and then by
+    every other column, so one shuffle by user finds them; the features' per-user windows and aggregates
+    reuse that shuffle and that order. Orders: one row per order_id, which also drops exact duplicates."""
 
     def transform(df: DataFrame) -> DataFrame:
-        out = df.dropDuplicates()
-        if table == "transactions":
-            latest = Window.partitionBy("order_id").orderBy(
-                F.col("order_time").desc(), F.expr(_STATUS_RANK).desc()
+        if table == "clicks":
+            time_first = ["event_time", *(c for c in df.columns if c not in ("user_id", "event_time"))]
+            row = F.struct(*df.columns)
+            previous = F.lag(row).over(Window.partitionBy("user_id").orderBy(*time_first))
+            return (
+                df.withColumn("_previous", previous)
+                .where(~row.eqNullSafe(F.col("_previous")))
+                .drop("_previous")
             )
-            out = out.withColumn("_n", F.row_number().over(latest)).where(F.col("_n") == 1).drop("_n")
-        return out
+        if table == "transactions":
+            others = [c for c in df.columns if c not in ("order_id", "order_time")]
+            latest = Window.partitionBy("order_id").orderBy(
+                F.col("order_time").desc(), F.expr(_STATUS_RANK).desc(), *others
+            )
+            return df.withColumn("_n", F.row_number().over(latest)).where(F.col("_n") == 1).drop("_n")
+        return df.dropDuplicates()
 
     return transform

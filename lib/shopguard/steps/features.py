@@ -1,4 +1,9 @@
-"""Validate the click and transaction logs of a snapshot's look-back and build the snapshot's features."""
+"""Validate the click and transaction logs of a snapshot's look-back and build the snapshot's features.
+
+The inputs are read twice, never cached: once for the features (every count of the run is observed on the
+way, as a side effect of that pass), once for the few rows that go to quarantine. Only the per-user result
+is kept in memory, between counting it and writing it.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +12,19 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from py4j.protocol import Py4JJavaError
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Observation
+from pyspark.sql import functions as F
 
 from shopguard.catalog import Tables
 from shopguard.config import Settings
 from shopguard.errors import InputError
-from shopguard.features import FeatureSpec, build_user_features, input_date_range, users_without_row
+from shopguard.features import FeatureSpec, input_date_range, user_snapshot
 from shopguard.inputs import read_window
 from shopguard.privacy import pseudonymise
 from shopguard.runtime import RunInfo
-from shopguard.validation import Rules, Validated, conform, deduplicate, normalise, validate
+from shopguard.validation import Counts, Rules, Validated, conform, deduplicate, normalise, validate
 
 log = logging.getLogger("shopguard.features")
 
@@ -26,10 +33,33 @@ INPUTS = ("clicks", "transactions")
 
 @dataclass
 class _Input:
+    """One input log of the snapshot: its rows checked, its valid rows de-duplicated, both tallied by
+    Observations that the features' pass fills."""
+
     checked: Validated
     valid: DataFrame
-    counts: dict[str, int]
+    tallied: Observation
+    used: Observation
     pinned: dict[str, Any]
+
+    def counts(self) -> dict[str, int]:
+        """Rows read = used + quarantined + duplicates, and the valid rows dated on the snapshot day."""
+        tally = Counts(**{"read": 0, "quarantined": 0, "on_date": 0, **_metrics(self.tallied)})
+        used = int(_metrics(self.used).get("used", 0))
+        return {"read": tally.read, "used": used, "quarantined": tally.quarantined,
+                "duplicates": tally.read - tally.quarantined - used, "on_date": tally.on_date}  # fmt: skip
+
+
+def _metrics(observation: Observation) -> dict[str, Any]:
+    """What an Observation counted. Spark plans a read of no files (an empty table, or no partition in the
+    look-back) away with everything observed on it, leaving an empty row that pyspark cannot convert: no
+    rows were read."""
+    try:
+        return observation.get
+    except Py4JJavaError as exc:
+        if "PythonSQLUtils.toPyRow" in str(exc) and "assertion failed" in str(exc):
+            return {}
+        raise
 
 
 def run(tables: Tables, settings: Settings, run: RunInfo, day: date, key: bytes | None) -> dict[str, Any]:
@@ -37,28 +67,35 @@ def run(tables: Tables, settings: Settings, run: RunInfo, day: date, key: bytes 
     spec = FeatureSpec.from_settings(settings.features, settings.validation)
     rules = Rules.from_settings(settings.validation, datetime.now(UTC))
     first, last = input_date_range(day, spec.lifetime_days)
-    inputs = {t: _validated(tables, settings, t, rules, day, (first, last), key) for t in INPUTS}
+    inputs = {t: _validated(tables, settings, t, rules, day, key) for t in INPUTS}
+    snapshot = user_snapshot(inputs["clicks"].valid, inputs["transactions"].valid, day, spec)
+    snapshot = snapshot.persist(StorageLevel.MEMORY_AND_DISK)
+    # the one pass over the inputs: the per-user rows, and every count observed on the way
+    active = {bool(r["active"]): int(r["count"]) for r in snapshot.groupBy("active").count().collect()}
+    users, inactive = active.get(True, 0), active.get(False, 0)
+    counts = {t: got.counts() for t, got in inputs.items()}
     for table, got in inputs.items():
-        run.note(**{f"{table}_read": got.counts["read"], f"{table}_quarantined": got.counts["quarantined"]})
-    counts = {t: got.counts for t, got in inputs.items()}
-    features = build_user_features(inputs["clicks"].valid, inputs["transactions"].valid, day, spec)
+        c = counts[table]
+        log.info("%s v%d: read %d = used %d + quarantined %d + duplicates %d (%d on %s)", table,
+                 got.pinned["version"], *(c[k] for k in ("read", "used", "quarantined", "duplicates", "on_date")),
+                 day)  # fmt: skip
+        run.note(**{f"{table}_read": c["read"], f"{table}_quarantined": c["quarantined"]})
+        if c["on_date"] == 0:
+            _empty_day(table, got.pinned, day, (first, last), c, settings.validation.allow_empty)
 
     # check both schemas first, so a mismatch writes nothing; then each write replaces partition D
+    features = snapshot.where("active").drop("active")
     quarantine = inputs["clicks"].checked.quarantined.unionByName(inputs["transactions"].checked.quarantined)
     tables.check("quarantine", quarantine)
     tables.check("features", features, "The feature definitions changed since that table was written: point "
                  "tables.features at a new table (and retrain), or remove the old one")  # fmt: skip
     info = run.commit_info(snapshot_date=day.isoformat(), counts=counts)
     tables.replace("quarantine", quarantine, day, info, also=[("source_table", "in", list(INPUTS))])
-    for got in inputs.values():  # every row as read is not needed past the quarantine
-        got.checked.flagged.unpersist()
-    features = features.persist(StorageLevel.MEMORY_AND_DISK)
-    users = features.count()
-    inactive = users_without_row(inputs["clicks"].valid, inputs["transactions"].valid, users)
     pinned = {t: got.pinned for t, got in inputs.items()}
     info = run.commit_info(snapshot_date=day.isoformat(), rows_written=users, counts=counts, inputs=pinned,
                            users_without_row=inactive)  # fmt: skip
     version = tables.replace("features", features, day, info)
+    snapshot.unpersist()  # the session may outlive the step
     run.note(users=users, users_without_row=inactive)
     if inactive:
         log.info("features for %s: %d users seen in the %d-day look-back have no row and no score today: no "
@@ -69,54 +106,38 @@ def run(tables: Tables, settings: Settings, run: RunInfo, day: date, key: bytes 
         )
     log.info("features for %s: %d users x %d columns -> %s (version %d)", day, users,
              len(features.columns) - 2, tables.path("features"), version)  # fmt: skip
-    for frame in [*(got.valid for got in inputs.values()), features]:  # the session may outlive the step
-        frame.unpersist()
     return {"users": users, "users_without_row": inactive, "counts": counts, "version": version}
 
 
 def _validated(
-    tables: Tables,
-    settings: Settings,
-    table: str,
-    rules: Rules,
-    day: date,
-    span: tuple[date, date],
-    key: bytes | None,
+    tables: Tables, settings: Settings, table: str, rules: Rules, day: date, key: bytes | None
 ) -> _Input:
     """The look-back of one input log at a pinned version: schema first (fails before anything is written),
-    then each row checked, pseudonymised where asked, and de-duplicated."""
+    then each row checked, pseudonymised where asked, and de-duplicated; nothing runs yet."""
     version = tables.require(table, f"run the generate job or point tables.{table} at yours")
     path, mapping = tables.path(table), settings.columns.mapping(table)
-    raw = read_window(tables.storage, path, table, mapping, version, *span)
+    first, last = input_date_range(day, settings.features.lifetime_days)
+    raw = read_window(tables.storage, path, table, mapping, version, first, last)
     checked = validate(conform(raw, table, mapping).transform(normalise(table)), table, rules, day)
     if key is not None:
         checked = checked.transform(pseudonymise(table, key, mapping))
-    checked = checked.persist()
-    read, quarantined, on_date = checked.tally()
-    if on_date == 0:
-        _empty_day(table, path, version, day, span, read, quarantined, settings.validation.allow_empty)
-    valid = checked.valid.transform(deduplicate(table)).persist(StorageLevel.MEMORY_AND_DISK)
-    used = valid.count()
-    counts = {"read": read, "used": used, "quarantined": quarantined,
-              "duplicates": read - quarantined - used, "on_date": on_date}  # fmt: skip
-    log.info("%s v%d: read %d = used %d + quarantined %d + duplicates %d (%d on %s)", table, version,
-             *(counts[k] for k in ("read", "used", "quarantined", "duplicates", "on_date")), day)  # fmt: skip
-    return _Input(checked, valid, counts, {"path": path, "version": version})
+    checked, tallied = checked.observed()
+    used = Observation(f"used_{table}")
+    valid = checked.valid.transform(deduplicate(table)).observe(used, F.count(F.lit(1)).alias("used"))
+    return _Input(checked, valid, tallied, used, {"path": path, "version": version})
 
 
 def _empty_day(
     table: str,
-    path: str,
-    version: int,
+    pinned: dict[str, Any],
     day: date,
     span: tuple[date, date],
-    read: int,
-    bad: int,
+    counts: dict[str, int],
     allowed: bool,
 ) -> None:
     message = (
-        f"{table}: no valid rows for {day} in {path} (version {version}; {read} rows read for "
-        f"{span[0]}..{span[1]}, {bad} quarantined)"
+        f"{table}: no valid rows for {day} in {pinned['path']} (version {pinned['version']}; {counts['read']} "
+        f"rows read for {span[0]}..{span[1]}, {counts['quarantined']} quarantined)"
     )
     if not allowed:
         raise InputError(
