@@ -23,6 +23,7 @@ from shopguard.registry import (
     load_model,
     save_model,
 )
+from shopguard.scoring import ScoringPlan
 
 NAMES = [f"f{i}" for i in range(6)]
 
@@ -195,7 +196,7 @@ def test_semi_supervised_learns_from_a_few_labels_which_deviation_matters():
     scores, explanation = batch_scores(trained.model, "semi_supervised", x)
     assert np.median(scores[harmful[10:]]) > np.quantile(scores[harmless[10:]], 0.9)
     why = reasons(trained.model, "semi_supervised", x[harmful], scores[harmful], explanation and
-                  type(explanation)(explanation.weight[harmful], explanation.high[harmful]), NAMES,
+                  type(explanation)(explanation.weight[harmful]), NAMES,
                   trained.reference_values, 1)  # fmt: skip
     assert np.mean([w == ["f5 high"] for w in why]) > 0.8
 
@@ -255,3 +256,54 @@ def test_the_earlier_log_scaled_autoencoder_can_still_be_chosen(autoencoder):
     scores, explanation = batch_scores(earlier.model, "autoencoder", x)
     assert set(np.argsort(-scores)[:5]) == set(range(len(x) - 5, len(x)))
     assert explanation.weight.shape == x.shape
+
+
+def _with_a_constant_and_a_correlated_pair(n=1500, seed=4):
+    """f5 is 0 for every user (a platform without reviews); f1 = 2 f0 for normal users, so the model's
+    residuals on f0 and f1 point either way while the values themselves are plainly above or below the
+    population; the last 30 rows are anomalous in f3 and labelled, with 200 normal labels."""
+    rng = np.random.default_rng(seed)
+    x = rng.lognormal(1.0, 0.5, size=(n, 6)).astype(np.float32)
+    x[:, 1] = 2 * x[:, 0] * rng.lognormal(0.0, 0.05, size=n)
+    x[:, 5] = 0.0
+    x[-30:, 3] *= 20
+    labels = np.full(n, np.nan)
+    labels[:200] = 0
+    labels[-30:] = 1
+    return x, [f"u{i}" for i in range(n)], labels
+
+
+@pytest.mark.parametrize("mode", ["autoencoder", "semi_supervised", "classifier"])
+def test_a_reasons_direction_says_how_the_user_compares_with_the_training_population(mode):
+    x, users, labels = _with_a_constant_and_a_correlated_pair()
+    params = TrainingParams(mode=mode, epochs=10, batch_size=64, seed=1, unlabelled_sample=500, semi_c=10.0)
+    trained = train(x, users, NAMES, params, labels=labels)
+    scores, explanation = batch_scores(trained.model, mode, x)
+    why = reasons(trained.model, mode, x, scores, explanation, NAMES, trained.reference_values, 3,
+                  trained.constant_features)  # fmt: skip
+    median = np.median(x, axis=0)
+    named = [(i, reason.split()) for i, row in enumerate(why) for reason in row]
+    assert len(named) > len(x)  # most users get several reasons
+    wrong = [(i, f, d) for i, (f, d) in named
+             if (d == "high") != (x[i, NAMES.index(f)] > median[NAMES.index(f)])]  # fmt: skip
+    assert wrong == []
+    assert all(x[i, NAMES.index(f)] != median[NAMES.index(f)] for i, (f, _) in named)
+
+
+@pytest.mark.parametrize("mode", ["autoencoder", "semi_supervised", "classifier"])
+def test_a_feature_that_did_not_vary_among_the_training_users_is_never_a_reason(mode, tmp_path):
+    x, users, labels = _with_a_constant_and_a_correlated_pair()
+    params = TrainingParams(mode=mode, epochs=10, batch_size=64, seed=1, unlabelled_sample=500, semi_c=10.0)
+    trained = train(x, users, NAMES, params, labels=labels)
+    assert trained.constant_features == ["f5"]
+    today = x.copy()
+    today[:100, 5] = 3.0  # reviews arrive: still nothing the model learnt anything about
+    scores, explanation = batch_scores(trained.model, mode, today)
+    why = reasons(trained.model, mode, today, scores, explanation, NAMES, trained.reference_values, 6,
+                  trained.constant_features)  # fmt: skip
+    assert not any(r.startswith("f5 ") for row in why for r in row)
+    # the scoring path takes them from the stored metadata
+    save_model(trained.model, {"mode": mode, "feature_names": NAMES, "constant_features": ["f5"],
+                               "thresholds": trained.thresholds}, str(tmp_path), "v1")  # fmt: skip
+    stored = load_model(str(tmp_path))
+    assert ScoringPlan.from_metadata(stored.model_bytes, stored.metadata).constant_features == {"f5"}

@@ -40,6 +40,7 @@ class ScoringPlan:
     mode: str
     feature_names: tuple[str, ...]
     reference_values: tuple[float, ...]
+    constant_features: frozenset[str]
     reference_quantiles: dict[str, list[float]]
     alert_threshold: float
     block_threshold: float
@@ -66,6 +67,7 @@ class ScoringPlan:
             mode=metadata.mode,
             feature_names=tuple(metadata.feature_names),
             reference_values=tuple(metadata.reference_values),
+            constant_features=frozenset(metadata.constant_features),
             reference_quantiles=metadata.reference_quantiles,
             alert_threshold=float(alert),
             block_threshold=float(block),
@@ -144,6 +146,7 @@ def score_frame(pdf: pd.DataFrame, plan: ScoringPlan, scored_at: datetime, score
                 plan.feature_names,
                 plan.reference_values,
                 plan.n_reasons,
+                plan.constant_features,
             ),
             "model_version": plan.model_version,
             "scored_at": pd.Timestamp(scored_at),

@@ -49,8 +49,8 @@ def fit(
 def score_batch(model: keras.Model, x: np.ndarray) -> tuple[np.ndarray, Explanation | None]:
     outputs = predict(model, x)
     if model.name == FUSED:
-        scores, weight, z = ensemble.split_output(outputs[0])
-        return scores, Explanation(weight, z > 0)
+        scores, weight, _ = ensemble.split_output(outputs[0])
+        return scores, Explanation(weight)
     # log_autoencoder, and models saved before the fused default
     (residuals,) = outputs
-    return np.mean(residuals**2, axis=1).astype(np.float64), Explanation(residuals**2, residuals > 0)
+    return np.mean(residuals**2, axis=1).astype(np.float64), Explanation(residuals**2)

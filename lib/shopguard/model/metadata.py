@@ -22,7 +22,8 @@ class ModelMetadata(BaseModel):
     feature_fingerprint: str | None = None  # names and types of the features table it fits
     thresholds: dict[str, Any] = Field(default_factory=dict)  # alert, block, method, expected shares
     reference_quantiles: dict[str, list[float]] = Field(default_factory=dict)  # score -> percentile
-    reference_values: list[float] = Field(default_factory=list)  # training medians (occlusion)
+    reference_values: list[float] = Field(default_factory=list)  # training medians: reasons' high / low
+    constant_features: list[str] = Field(default_factory=list)  # no variance in training: never a reason
     normalisation: dict[str, Any] = Field(default_factory=dict)  # what turns features into model units
     metrics: dict[str, float] = Field(default_factory=dict)  # final losses, validation ROC/PR-AUC
     training: dict[str, Any] = Field(default_factory=dict)  # rows, device, seconds, mode_reason, params...

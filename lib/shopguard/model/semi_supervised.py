@@ -40,8 +40,8 @@ def fit(
 
 
 def score_batch(model: keras.Model, x: np.ndarray) -> tuple[np.ndarray, Explanation | None]:
-    head, residuals = predict(model, x)
-    return head[:, 0].astype(np.float64), Explanation(head[:, 1:], residuals > 0)
+    head, _ = predict(model, x)
+    return head[:, 0].astype(np.float64), Explanation(head[:, 1:])
 
 
 def _with_logistic_head(

@@ -48,6 +48,7 @@ class TrainedModel:
     thresholds: dict[str, float]
     reference_quantiles: dict[str, list[float]]
     reference_values: list[float]
+    constant_features: list[str]
     normalisation: dict[str, list[float]]
     metrics: dict[str, float]
     training: dict[str, Any] = field(default_factory=dict)
@@ -102,6 +103,9 @@ def train(
         thresholds=thresholds,
         reference_quantiles=reference_quantiles(scores),
         reference_values=np.median(x, axis=0).astype(float).tolist(),
+        constant_features=[
+            name for name, varies in zip(feature_names, np.ptp(x, axis=0) > 0, strict=True) if not varies
+        ],  # fmt: skip
         feature_profile=feature_profile(x, feature_names),
         normalisation=_describe_normalisation(model),
         metrics=metrics,

@@ -63,6 +63,7 @@ def run(tables: Tables, settings: Settings, run: RunInfo, day: date, key: bytes 
             thresholds=trained.thresholds,
             reference_quantiles=trained.reference_quantiles,
             reference_values=trained.reference_values,
+            constant_features=trained.constant_features,
             normalisation=trained.normalisation,
             metrics=trained.metrics,
             training={
