@@ -77,12 +77,15 @@ def test_reasons_name_the_feature_that_broke_the_pattern(autoencoder):
     assert all(r[0] == "f3 high" for r in why)
 
 
-def test_the_rank_transform_lives_inside_the_model(autoencoder):
+def test_the_rank_and_log_transforms_live_inside_the_model(autoencoder):
     trained, x = autoencoder
-    cdf = trained.model.get_layer("empirical_cdf")  # the first layer: raw features in, ranks out
-    assert trained.model.layers[1] is cdf and "EmpiricalCDF" in trained.normalisation["inside_model"]
+    cdf = trained.model.get_layer("empirical_cdf")  # raw features in, tail probabilities out
     median = np.asarray(cdf.knots)[list(LEVELS).index(0.5)]
     assert np.allclose(median, np.median(x, axis=0), rtol=0.05)
+    assert "EmpiricalCDF" in trained.normalisation["tail_score"]
+    assert trained.normalisation["inside_model"] == "SignedLog1p -> Normalization -> Clip(10)"
+    inputs = [layer for layer in trained.model.layers if not layer.name.startswith("features")]
+    assert {"empirical_cdf", "signed_log1p", "normalisation"} <= {layer.name for layer in inputs}
 
 
 def test_validation_split_is_by_user_and_stable():

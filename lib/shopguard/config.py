@@ -156,15 +156,16 @@ class ModelSettings(_Section):
     # auto: semi_supervised when the training users hold at least this many anomalous verdicts and as many
     # normal ones, the unsupervised autoencoder otherwise
     auto_min_labels: int = Field(20, gt=0)
-    # the unsupervised model: rank_ensemble (rank-normalised autoencoder + tail score, shopguard.model.ensemble) or
-    # log_autoencoder (the earlier default: log-standardised autoencoder, reconstruction error only)
-    unsupervised: Literal["rank_ensemble", "log_autoencoder"] = "rank_ensemble"
+    # the unsupervised model: ensemble (tail score, autoencoder, isolation forest and neighbours fused,
+    # shopguard.model.ensemble) or log_autoencoder (the earlier default: the autoencoder's mean squared error)
+    unsupervised: Literal["ensemble", "log_autoencoder"] = "ensemble"
     # a validation ROC-AUC below this (where labels allow one) is logged and stored as a warning
     min_validation_roc_auc: float = Field(0.7, ge=0, le=1)
-    # rank_ensemble also fuses an isolation forest of this many trees and the distance to the k-th
-    # nearest of neighbour_reference training users (k = neighbours); 0 leaves a detector out
+    # the ensemble fuses, by robust z-scores, the tail score and the autoencoder's normalised error with an
+    # isolation forest of this many trees and the distance to the k-th nearest of neighbour_reference
+    # training users (k = neighbours); 0 leaves a detector out
     isolation_trees: int = Field(100, ge=0)
-    neighbours: int = Field(5, ge=0)
+    neighbours: int = Field(20, ge=0)
     neighbour_reference: int = Field(2000, gt=0)
     hidden_units: list[int] = Field(default_factory=lambda: [32])
     latent_units: int = Field(2, gt=0)
@@ -208,6 +209,12 @@ class ModelSettings(_Section):
                 f"({self.alert_precision})"
             )
         return self
+
+    @field_validator("unsupervised", mode="before")
+    @classmethod
+    def _earlier_name(cls, value: Any) -> Any:
+        """`rank_ensemble`, its name while its autoencoder saw rank-normalised features, still means it."""
+        return "ensemble" if value == "rank_ensemble" else value
 
 
 class ScoringSettings(_Section):

@@ -1,9 +1,9 @@
 """Unsupervised: an autoencoder learns normal behaviour; what it cannot reconstruct is anomalous.
 
-model.unsupervised picks the body: rank_ensemble (the default, shopguard.model.ensemble: rank-normalised
-features, the error fused with ECOD's tail score, then by rank with an isolation forest and the k-th
-neighbour distance, shopguard.model.detectors) or log_autoencoder (log-standardised features, the mean
-squared residual)."""
+model.unsupervised picks the scorer: ensemble (the default, shopguard.model.ensemble: the autoencoder's
+per-feature normalised error fused with a tail score over rank-normalised features, an isolation forest and
+the k-th neighbour distance) or log_autoencoder (its mean squared residual alone, the earlier default). The
+autoencoder is the same: log-standardised features, a narrow bottleneck, a trimmed refit."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from shopguard.model.layers import preprocessing
 if TYPE_CHECKING:
     from shopguard.model.training import TrainingParams
 
-FUSED = "shopguard_unsupervised"  # the name of the rank_ensemble model
+FUSED = "shopguard_unsupervised"  # the name of the ensemble model
 
 
 def build_log_autoencoder(x_train: np.ndarray, params: TrainingParams) -> keras.Model:
@@ -35,13 +35,10 @@ def fit(
     x: np.ndarray, labels: np.ndarray | None, is_val: np.ndarray, params: TrainingParams, log_dir: str | None
 ) -> Fitted:
     fit_rows, val_rows = ~is_val, is_val
+    model, history = robust_autoencoder(x, fit_rows, val_rows, params, log_dir, build_log_autoencoder)
     if params.unsupervised == "log_autoencoder":
-        model, history = robust_autoencoder(x, fit_rows, val_rows, params, log_dir, build_log_autoencoder)
         return Fitted(model, history, fit_rows, val_rows)
     cdf = ensemble.EmpiricalCDF(**ensemble.ecdf_knots(x[fit_rows]), name="empirical_cdf")
-    model, history = robust_autoencoder(
-        x, fit_rows, val_rows, params, log_dir, lambda x_fit, p: ensemble.build_autoencoder(x_fit, cdf, p)
-    )
     fused = ensemble.with_fused_score(model, cdf, x[fit_rows])
     return Fitted(ensemble.with_detectors(fused, x[fit_rows], params), history, fit_rows, val_rows)
 

@@ -4,12 +4,14 @@ Why: on 30 external data sets (bench/external.py) the rank autoencoder + tail sc
 IsolationForest, and each of the three (and k nearest neighbours) is best on different sets: tails where
 anomalies are extreme on some feature, isolation where they sit apart in a few features, neighbours where
 they are ordinary on every feature but far from any other user. The unsupervised default fuses them by
-rank (`ensemble.with_detectors`), so no detector's units or scale matter.
+robust z-scores (`ensemble.with_detectors`), so no detector's units or scale matter.
 
 * `IsolationForestScore`: scikit-learn's IsolationForest fitted on the training users, its trees flattened
   into node arrays (non-trainable weights) and walked with Keras ops: the same path lengths as
   `IsolationForest.score_samples`, inside the one Keras model that scoring calls.
 * `NearestNeighbours`: the distance to the k-th nearest of a sample of training users, in standard units.
+  The ensemble measures it twice: on the raw features (a user far out on a few of them) and on their signed
+  logarithm (a user unlike the others in its counts and amounts, which raw units squeeze towards zero).
 """
 
 from __future__ import annotations
@@ -141,13 +143,15 @@ class NearestNeighbours(layers.Layer):
         return {**super().get_config(), "k": self.k, "rows": self.rows, "columns": self.columns}
 
 
-def nearest_neighbours(x_fit: np.ndarray, k: int, reference_rows: int, seed: int) -> NearestNeighbours:
+def nearest_neighbours(
+    x_fit: np.ndarray, k: int, reference_rows: int, seed: int, name: str = "nearest_neighbours"
+) -> NearestNeighbours:
     """A layer holding a random sample of at most `reference_rows` training users, standardised."""
     rng = np.random.default_rng(seed)
     sample = x_fit[np.sort(rng.choice(len(x_fit), size=min(reference_rows, len(x_fit)), replace=False))]
     centre, spread = x_fit.mean(axis=0), x_fit.std(axis=0)
     scale = np.where(spread > 0, spread, 1.0)
-    layer = NearestNeighbours(k=k, rows=len(sample), columns=x_fit.shape[1], name="nearest_neighbours")
+    layer = NearestNeighbours(k=k, rows=len(sample), columns=x_fit.shape[1], name=name)
     layer.reference.assign(((sample - centre) / scale).astype(np.float32))
     layer.centre.assign(centre.astype(np.float32))
     layer.scale.assign(scale.astype(np.float32))

@@ -1,22 +1,22 @@
-"""The unsupervised default: a rank-normalised autoencoder fused with per-feature tail probabilities.
+"""The unsupervised default: five detectors, each best on different data, fused by robust z-scores.
 
-Why: on data nobody here generated, an autoencoder on log-standardised features ranked big legitimate
-spenders first (one heavy-tailed feature dominated its error) and lost to a plain IsolationForest. Here
-every feature first goes through its own empirical distribution (mid-rank ECDF of the training users,
-stored in the model), so it is measured in "how rare", not in euros or counts:
+Why: on a real fraud data set an autoencoder on log-standardised features, scored by its mean squared error,
+ranked big legitimate spenders first (one heavy-tailed feature dominated the error) and lost to a plain
+IsolationForest; on 30 external data sets (bench/external.py) no single detector was best everywhere. So:
 
-* per feature, the tail probabilities P(X >= x) and P(X <= x): the ECDF between its 5th and 95th
-  percentiles, a Pareto tail beyond (magnitude still counts past anything seen), and a normal score z;
-* the autoencoder reconstructs z; each feature's squared residual is divided by its typical size on the
-  training users, so a feature that is hard to reconstruct for everyone does not dominate;
-* the score adds ECOD's tail score (rare values anywhere add up) and half the mean normalised error
-  (a user that breaks the features' usual relations), both negative log-likelihoods, nothing tuned.
+* per feature, the tail probabilities P(X >= x) and P(X <= x) from its empirical distribution among the
+  training users (EmpiricalCDF: the ECDF between its 5th and 95th percentiles, a Pareto tail beyond, so
+  magnitude still counts past anything seen), and ECOD's tail score over them: rare values add up;
+* the autoencoder's squared residual per feature in units of its typical size on the training users, so a
+  feature that is hard to reconstruct for everyone (or heavy-tailed) cannot dominate: a user that breaks
+  the features' usual relations (FusedScore turns both into negative log-likelihoods);
+* an isolation forest, and the distance to the k-th nearest training user in standardised raw units and
+  in standardised log units (shopguard.model.detectors);
+* each of the five as a robust z-score on the training users, summed (`with_detectors`).
 
-That score is then fused by rank with an isolation forest and the k-th neighbour distance (see
-`with_detectors` and shopguard.model.detectors). Everything lives in the saved model (registered layers,
-constants in their configs or non-trainable weights): scoring calls one Keras model, as before.
-Reasons: each feature's share of the per-feature score, high or low against the population.
-Measured on 30 external data sets by bench/external.py (docs/quality.md).
+Everything lives in the saved model (registered layers, constants in their configs or non-trainable
+weights): scoring calls one Keras model, as before. Reasons: each feature's share of its tail term plus its
+half error (shopguard.model.explain says high or low). Measured in docs/quality.md.
 """
 
 from __future__ import annotations
@@ -38,11 +38,12 @@ Knots = Sequence[Sequence[float]] | np.ndarray  # (knots, features)
 # ECDF knots at every 5%: the outer ones stay below a few percent of anomalies sharing one value; past
 # them the Pareto tail takes over.
 LEVELS = np.round(np.arange(0.05, 0.9501, 0.05), 4)
-# The detectors' scores are fused by rank, where the order among the top few percent is what counts:
-# knots every 0.5%, then ever closer to 1 (up to the largest training score), so that the training users'
-# ranks are kept right to the top rather than flattened by a tail fitted to the body
+# Models saved before the detectors were fused by robust z-scores fused them by rank (an EmpiricalCDF at
+# these levels, layer `detector_ranks`); kept so that the knots they were built with stay documented
 DETECTOR_LEVELS = np.unique(np.round(np.concatenate([np.arange(0.005, 0.9951, 0.005),
                                                      1 - np.geomspace(5e-3, 1e-6, 30)]), 8))  # fmt: skip
+# A detector's z-score counts from here up: a user far *below* a detector's median is not more normal
+Z_FLOOR = -3.0
 
 
 def _piecewise(x: Tensor, knots: list[list[float]], values: list[list[float]]) -> Tensor:
@@ -108,19 +109,22 @@ def _normal_quantile(log_p: Tensor) -> Tensor:
 
 @keras.saving.register_keras_serializable(package="shopguard")
 class FusedScore(layers.Layer):
-    """(residual, z, -log upper tail, -log lower tail) -> [score, per-feature weight, z].
+    """(residual, z, -log upper tail, -log lower tail) -> [tail score, error score, per-feature weight, z].
 
-    score = tail + error / 2, both per feature and averaged: the tail score is ECOD's (Li et al., 2022),
-    the mean -log tail probability, taking each feature's upper tail, its lower tail, or the tail its skew
-    points to, whichever mean is largest; the error is the squared residual in units of its typical size,
-    halved so that both are negative log-likelihoods (a standard normal's -log density grows as z^2 / 2).
-    No weight is tuned: a user rare on many features, or one that breaks the features' usual relations,
-    scores high either way. Weight of a feature in the reasons: its share of that sum."""
+    The tail score is ECOD's (Li et al., 2022): the mean -log tail probability, taking each feature's upper
+    tail, its lower tail, or the tail its skew points to, whichever mean is largest. The error score is the
+    mean squared residual in units of its typical size, halved so that both are negative log-likelihoods
+    (a standard normal's -log density grows as z^2 / 2). Weight of a feature in the reasons: its share of
+    its tail term plus its half error. Models saved before `parts` existed output their sum as one score:
+    [score, weight, z]."""
 
-    def __init__(self, error_scale: Floats, right_skewed: Sequence[bool], **kwargs: Any) -> None:
+    def __init__(
+        self, error_scale: Floats, right_skewed: Sequence[bool], parts: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.error_scale = [float(v) for v in error_scale]
         self.right_skewed = [bool(v) for v in right_skewed]
+        self.parts = bool(parts)
 
     def error(self, residual: Tensor) -> Tensor:
         return residual * residual / np.asarray(self.error_scale, np.float32)
@@ -135,13 +139,15 @@ class FusedScore(layers.Layer):
         residual, z, upper, lower = inputs
         half_error = 0.5 * self.error(residual)
         tail, tail_score = self.tails(upper, lower)
-        score = tail_score + ops.mean(half_error, axis=1, keepdims=True)
-        parts = tail + half_error
-        weight = parts / (ops.sum(parts, axis=1, keepdims=True) + 1e-9)
-        return ops.concatenate([score, weight, z], axis=1)
+        error_score = ops.mean(half_error, axis=1, keepdims=True)
+        per_feature = tail + half_error
+        weight = per_feature / (ops.sum(per_feature, axis=1, keepdims=True) + 1e-9)
+        scores = [tail_score, error_score] if self.parts else [tail_score + error_score]
+        return ops.concatenate([*scores, weight, z], axis=1)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "error_scale": self.error_scale, "right_skewed": self.right_skewed}
+        return {**super().get_config(), "error_scale": self.error_scale, "right_skewed": self.right_skewed,
+                "parts": self.parts}  # fmt: skip
 
 
 def _tail_scale(column: np.ndarray, knot: float, quartile: float, extreme: float) -> float:
@@ -191,16 +197,10 @@ def residual_of(z: Tensor, params: Any) -> Tensor:
     return layers.Subtract(name="residual")([z, reconstruction])
 
 
-def build_autoencoder(x_fit: np.ndarray, cdf: EmpiricalCDF, params: Any) -> keras.Model:
-    """raw features -> residual of the normal scores z (what training minimises)."""
-    inputs = keras.Input(shape=(x_fit.shape[1],), name="features")
-    z, _, _ = cdf(inputs)
-    return keras.Model(inputs, residual_of(z, params), name="shopguard_rank_autoencoder")
-
-
 def with_fused_score(autoencoder: keras.Model, cdf: EmpiricalCDF, x_fit: np.ndarray) -> keras.Model:
-    """The trained autoencoder + the fused score, with each feature's error scale and skew measured on
-    the training users `x_fit`."""
+    """The trained autoencoder (raw features -> residual per feature) + the tail score of `cdf`, its error
+    score and the reasons' weights, with each feature's error scale and skew measured on the training users
+    `x_fit`."""
     inputs = autoencoder.input
     z, upper, lower = cdf(inputs)
     residual = np.asarray(ops.convert_to_numpy(autoencoder(x_fit, training=False)))
@@ -208,38 +208,70 @@ def with_fused_score(autoencoder: keras.Model, cdf: EmpiricalCDF, x_fit: np.ndar
     fused = FusedScore(
         error_scale=np.maximum((residual**2).mean(axis=0), 1e-3),
         right_skewed=(centred**3).mean(axis=0) >= 0,
+        parts=True,
         name="fused_score",
     )([autoencoder.output, z, upper, lower])
     return keras.Model(inputs, fused, name="shopguard_unsupervised")
 
 
 def split_output(out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The fused model's one output -> (score, per-feature weight, normal score z)."""
+    """The unsupervised model's one output, [score, per-feature weight, normal score z] -> its parts."""
     columns = (out.shape[1] - 1) // 2
     return out[:, 0].astype(np.float64), out[:, 1 : 1 + columns], out[:, 1 + columns :]
 
 
+@keras.saving.register_keras_serializable(package="shopguard")
+class RobustZSum(layers.Layer):
+    """detector scores -> the sum of their robust z-scores (median and MAD of the training users), each
+    floored at Z_FLOOR."""
+
+    def __init__(self, centre: Floats, scale: Floats, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.centre = [float(v) for v in centre]
+        self.scale = [float(v) for v in scale]
+
+    def call(self, inputs: Tensor) -> Tensor:
+        z = (inputs - np.asarray(self.centre, np.float32)) / np.asarray(self.scale, np.float32)
+        return ops.sum(ops.maximum(z, Z_FLOOR), axis=1, keepdims=True)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "centre": self.centre, "scale": self.scale}
+
+
+def robust_scale(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column: the median and the MAD in standard-deviation units (the standard deviation where half the
+    users share one value, 1 where all do)."""
+    centre = np.median(scores, axis=0)
+    scale = 1.4826 * np.median(np.abs(scores - centre), axis=0)
+    scale = np.where(scale > 0, scale, scores.std(axis=0))
+    return centre, np.where(scale > 0, scale, 1.0)
+
+
 def with_detectors(fused: keras.Model, x_fit: np.ndarray, params: Any) -> keras.Model:
-    """The fused model's score, an isolation forest's and the k-th neighbour distance, fused by rank: each
-    through its ECDF on the training users `x_fit` (DETECTOR_LEVELS, a Pareto tail past the largest), the
-    score being the sum of the three -log P(S >= s). A user rare to any detector scores high; nothing is
-    weighted or tuned. Reasons stay those of the per-feature tail and error parts (the other two detectors
-    do not split their score by feature). Without either detector (both settings 0) `fused` is returned."""
+    """One score from five detectors: the tail and error scores of `fused`, an isolation forest and the
+    k-th neighbour distance in raw and in log units (those the settings keep), each as a
+    robust z-score (its median on the training
+    users `x_fit` subtracted, in units of its MAD, floored at Z_FLOOR), summed. No detector's units matter
+    and nothing is weighted or tuned: a user very rare to one detector, or fairly rare to several, scores
+    high. Fusing by rank (the sum of -log P(S >= s), used before) flattened the scores of the users a
+    detector is surest of: on the same component scores it was worse on both benchmarks (docs/quality.md).
+    The output keeps the layout [score, weight, z]."""
     from shopguard.model.fitting import predict
 
     inputs, output = fused.input, fused.output
-    parts = [output[:, :1]]
+    parts = [output[:, :1], output[:, 1:2]]
     if params.isolation_trees:
         parts.append(isolation_forest(x_fit, params.isolation_trees, params.seed)(inputs))
     if params.neighbours:
-        parts.append(
-            nearest_neighbours(x_fit, params.neighbours, params.neighbour_reference, params.seed)(inputs)
-        )
-    if len(parts) == 1:
-        return fused
+        k, rows, seed = params.neighbours, params.neighbour_reference, params.seed
+        parts.append(nearest_neighbours(x_fit, k, rows, seed)(inputs))
+        # in log units standardised over all training users (the autoencoder's own normalisation leaves out
+        # the users it reconstructed worst, which would blow rare features up)
+        logged = fused.get_layer("signed_log1p").output
+        logged_fit = predict(keras.Model(inputs, logged), x_fit)[0]
+        parts.append(nearest_neighbours(logged_fit, k, rows, seed, "nearest_neighbours_log")(logged))
     scores = layers.Concatenate(name="detector_scores")(parts)
     on_fit = predict(keras.Model(inputs, scores), x_fit)[0].astype(np.float64)
-    ranks = EmpiricalCDF(**ecdf_knots(on_fit, DETECTOR_LEVELS), name="detector_ranks")
-    _, rarity, _ = ranks(scores)
-    total = ops.sum(rarity, axis=1, keepdims=True)
-    return keras.Model(inputs, ops.concatenate([total, output[:, 1:]], axis=1), name=fused.name)
+    centre, scale = robust_scale(on_fit)
+    total = RobustZSum(centre, scale, name="detector_fusion")(scores)
+    return keras.Model(inputs, ops.concatenate([total, output[:, 2:]], axis=1), name=fused.name)

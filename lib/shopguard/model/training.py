@@ -170,12 +170,17 @@ def _quality_warnings(metrics: dict[str, float], params: TrainingParams) -> list
 def _describe_normalisation(model: keras.Model) -> dict[str, Any]:
     """What turns raw features into model units, for the metadata (it lives inside the model)."""
     names = {layer.name for layer in model.layers}
+    described: dict[str, Any] = {}
     if "empirical_cdf" in names:
-        detectors = [d for d in ("isolation_forest", "nearest_neighbours") if d in names]
-        return {"inside_model": "EmpiricalCDF (mid-rank ECDF per feature, Pareto tails past the 5th/95th "
-                "percentiles) -> tail probabilities and normal scores", "fused_by_rank_with": detectors}  # fmt: skip
+        detectors = [
+            d for d in ("isolation_forest", "nearest_neighbours", "nearest_neighbours_log") if d in names
+        ]
+        described = {"tail_score": "EmpiricalCDF (mid-rank ECDF per feature, Pareto tails past the 5th/95th "
+                     "percentiles) -> tail probabilities", "fused_by_robust_z_scores":
+                     ["tail_score", "autoencoder_error", *detectors]}  # fmt: skip
     normalisation = model.get_layer("normalisation")
     return {
+        **described,
         "inside_model": "SignedLog1p -> Normalization -> Clip(10)",
         "mean": np.ravel(ops.convert_to_numpy(normalisation.mean)).astype(float).tolist(),
         "variance": np.ravel(ops.convert_to_numpy(normalisation.variance)).astype(float).tolist(),
