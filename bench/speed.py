@@ -1,12 +1,13 @@
 """Speed of every nightly step, each against a single-node reference measured in the same run.
 
     .venv/bin/python bench/speed.py                          # 1M, 3M and 10M events (~45 min on 2 cores)
-    .venv/bin/python bench/speed.py --sizes 1M --json speed.json
+    .venv/bin/python bench/speed.py --sizes 1M --runs 2 --json speed.json
 
 Per size (events over 30 days; ~92 events per user), the data is generated once under --root and kept
 between runs. Each step runs as a user runs it (`./submit.sh <job>`, its own process, Spark local mode as
 conf/ sets it), timed from start to exit with its peak resident memory (the largest process of its tree:
-the driver's JVM or Python). References, each its own process over the same inputs:
+the driver's JVM or Python), --runs times, alternating with its reference, and the medians are reported.
+References, each its own process over the same inputs:
 
 * features: DuckDB over the same committed Parquet files (listed by the Delta log): the same validation
   rules, duplicates dropped, and the same feature expressions (shopguard.features, translated to DuckDB's
@@ -14,12 +15,15 @@ the driver's JVM or Python). References, each its own process over the same inpu
 * train: `shopguard.model.train` on the same NumPy matrix (Keras fit, detectors, thresholds; no Spark),
   as many users as the job trains on (model.max_training_rows);
 * score: `shopguard.scoring.score_frame` (the function the pandas UDF applies) on the whole snapshot at
-  once, with the same model;
+  once, with the same model. Besides the whole process, the score job's scoring stage (the pandas UDF and
+  the write, from its log line) is compared with that call alone (model loaded): throughput_share is the
+  job's users per second over the direct call's;
 * generate and evaluate have none.
 
 Prints a Markdown table (seconds, reference, ratio, microseconds per event, peak MiB) and writes --json
-FILE: {"<size>": {"<step>": {"seconds", "reference_seconds", "ratio", "peak_rss_mib", "rows"}}}. The model
-mode is pinned to autoencoder so that job and reference train the same thing. DuckDB is a dev dependency.
+FILE: {"<size>": {"<step>": {"seconds", "reference_seconds", "ratio", "peak_rss_mib", "rows", "runs",
+"reference_runs"[, "scoring_stage"]}}}. The model mode is pinned to autoencoder so that job and reference
+train the same thing. DuckDB is a dev dependency.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -49,19 +54,23 @@ def parse_size(text: str) -> int:
 # --------------------------------------------------------------------------- measuring a process
 
 
-def measured(command: list[str], log: Path) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB of the process tree's largest process); a failure stops the bench."""
+def measured(command: list[str], log: Path) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MiB of the process tree's largest process, what it printed); a failure stops
+    the bench."""
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "TF_CPP_MIN_LOG_LEVEL": "2"}
     with log.open("a") as out:
         out.write(f"\n$ {' '.join(command)}\n")
         out.flush()
+        start = out.tell()
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(command)} failed (exit {os.waitstatus_to_exitcode(status)}); see {log}")
-    return seconds, usage.ru_maxrss / 1024
+    with log.open() as written:
+        written.seek(start)
+        return seconds, usage.ru_maxrss / 1024, written.read()
 
 
 def job(name: str, root: Path, *args: str) -> list[str]:
@@ -264,6 +273,8 @@ def keras_train(root: Path) -> None:
 
 
 def keras_score(root: Path) -> None:
+    """Prints the seconds of the scoring call itself (model loaded, features in memory): the throughput the
+    score job's scoring stage is compared with."""
     from shopguard.config import load_settings
     from shopguard.registry import load_model
     from shopguard.scoring import ScoringPlan, score_frame
@@ -272,7 +283,13 @@ def keras_score(root: Path) -> None:
     settings = load_settings().scoring
     plan = ScoringPlan.from_metadata(stored.model_bytes, stored.metadata, alert_threshold=settings.alert_threshold,
                                      block_threshold=settings.block_threshold, n_reasons=settings.n_reasons)  # fmt: skip
-    score_frame(_features_matrix(root), plan, datetime.now(UTC), DAY)
+    frame = _features_matrix(root)
+    score_frame(
+        frame.head(1), plan, datetime.now(UTC), DAY
+    )  # loads the model, as each Python worker does once
+    started = time.perf_counter()
+    score_frame(frame, plan, datetime.now(UTC), DAY)
+    print(json.dumps({"scoring_seconds": time.perf_counter() - started, "users": len(frame)}))
 
 
 REFERENCES = {"features": duckdb_features, "train": keras_train, "score": keras_score}
@@ -303,23 +320,47 @@ def rows_written(path: Path) -> int:
                for c in DeltaTable(str(path)).history() if "userMetadata" in c)  # fmt: skip
 
 
-def run_size(events: int, root: Path, log: Path) -> dict[str, dict[str, Any]]:
+_SCORED = re.compile(r"scored (\d+) users of \S+ with \S+ in ([\d.]+) s")
+
+
+def run_size(events: int, root: Path, log: Path, runs: int = 1) -> dict[str, dict[str, Any]]:
+    """Each step `runs` times, alternating with its reference (the machine's noise hits both alike); the
+    medians, the peak of the largest run, and every run's seconds."""
     users = max(events // EVENTS_PER_USER, 100)
     out: dict[str, dict[str, Any]] = {}
     generated = root / "generate.json"
     if not generated.exists():  # kept between runs: generating is not what a night does
-        seconds, peak = measured(job("generate", root, "--set", f"generate.users={users}", "--set",
-                                     "generate.days=30", "--end-date", DAY.isoformat()), log)  # fmt: skip
+        seconds, peak, _ = measured(job("generate", root, "--set", f"generate.users={users}", "--set",
+                                        "generate.days=30", "--end-date", DAY.isoformat()), log)  # fmt: skip
         rows = rows_written(root / "raw" / "clicks") + rows_written(root / "raw" / "transactions")
         generated.write_text(json.dumps({"seconds": seconds, "peak_rss_mib": peak, "rows": rows}))
     out["generate"] = {**json.loads(generated.read_text()), "reference_seconds": None, "ratio": None}
     events_in = out["generate"]["rows"]
     for step in STEPS[1:]:
-        seconds, peak = measured(job(step, root, "--date", DAY.isoformat()), log)
-        ref = measured(reference(step, root), log)[0] if step in REFERENCES else None
-        out[step] = {"seconds": round(seconds, 1), "peak_rss_mib": round(peak), "rows": events_in,
+        timed, refs, peaks, stages = [], [], [], []
+        for _ in range(runs):
+            seconds, peak, printed = measured(job(step, root, "--date", DAY.isoformat()), log)
+            timed.append(seconds)
+            peaks.append(peak)
+            if step in REFERENCES:
+                ref_seconds, _, ref_printed = measured(reference(step, root), log)
+                refs.append(ref_seconds)
+            if step == "score":  # the scoring stage beside the direct call on the same matrix
+                scored = _SCORED.search(printed)
+                direct = json.loads(ref_printed.strip().splitlines()[-1])
+                if scored:
+                    stages.append((int(scored[1]), float(scored[2]), direct["scoring_seconds"]))
+        seconds, ref = statistics.median(timed), statistics.median(refs) if refs else None
+        out[step] = {"seconds": round(seconds, 1), "peak_rss_mib": round(max(peaks)), "rows": events_in,
                      "reference_seconds": None if ref is None else round(ref, 1),
-                     "ratio": None if ref is None else round(seconds / ref, 2)}  # fmt: skip
+                     "ratio": None if ref is None else round(seconds / ref, 2),
+                     "runs": [round(t, 1) for t in timed], "reference_runs": [round(r, 1) for r in refs]}  # fmt: skip
+        if stages:
+            stage, direct = statistics.median(s[1] for s in stages), statistics.median(s[2] for s in stages)
+            out[step]["scoring_stage"] = {
+                "users": stages[0][0], "seconds": round(stage, 2), "direct_seconds": round(direct, 2),
+                "throughput_share": round(direct / stage, 3),  # the job's users/s over the direct call's
+            }  # fmt: skip
         if step == "features":
             out[step]["check"] = compare_features(root)
     return out
@@ -344,6 +385,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="1M,3M,10M", help="events per size, e.g. 1M,3M,10M")
     parser.add_argument("--root", type=Path, default=ROOT / "data" / "bench-speed")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--runs", type=int, default=1, help="runs of each step and reference (medians)")
     parser.add_argument("--reference", choices=sorted(REFERENCES), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.reference:  # one reference, in its own process (see measured)
@@ -353,12 +395,18 @@ def main(argv: list[str] | None = None) -> None:
     for size in args.sizes.split(","):
         root = args.root / size
         root.mkdir(parents=True, exist_ok=True)
-        results[size] = run_size(parse_size(size), root, root / "bench.log")
+        results[size] = run_size(parse_size(size), root, root / "bench.log", args.runs)
         for step, r in results[size].items():
             print(f"{size} {step}: {json.dumps(r)}", file=sys.stderr, flush=True)
     print(markdown(results))
     for size, steps in results.items():
         print(f"{size}: {steps['features'].get('check', '')}")
+        if "scoring_stage" in steps["score"]:
+            stage = steps["score"]["scoring_stage"]
+            print(
+                f"{size}: scoring stage {stage['users']} users in {stage['seconds']} s against the direct call's "
+                f"{stage['direct_seconds']} s: {stage['throughput_share']:.0%} of its throughput"
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, date, datetime
 
 from pyspark import StorageLevel
@@ -41,7 +42,9 @@ def run(
     pinned = {"features": {"path": tables.path("features"), "version": version}}
     info = run.commit_info(score_date=day.isoformat(), rows_read=users, model_version=stored.version,
                            inputs=pinned)  # fmt: skip
+    started = time.perf_counter()
     written = tables.replace(table, scores, day, info)
+    seconds = time.perf_counter() - started
     tally = tables.on(table, day, version=written).groupBy("action").count().collect()
     actions = {r["action"]: r["count"] for r in tally}
     if sum(actions.values()) != users:
@@ -50,8 +53,8 @@ def run(
     features.unpersist()
     if table == "scores":  # the run record counts the decisions
         run.note(users=users, **actions)
-    log.info("scored %d users of %s with %s -> %s (version %d): %s", users, day, stored.version,
-             tables.path(table), written, actions)  # fmt: skip
+    log.info("scored %d users of %s with %s in %.1f s (%.0f users/s) -> %s (version %d): %s", users, day,
+             stored.version, seconds, users / max(seconds, 1e-9), tables.path(table), written, actions)  # fmt: skip
     return actions
 
 
