@@ -35,6 +35,7 @@ TEST_SPARK = SparkSettings(
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.memory": "3g",
+        "spark.driver.extraJavaOptions": "-XX:+UseParallelGC",
         "spark.databricks.delta.snapshotPartitions": "2",
         "spark.sql.sources.parallelPartitionDiscovery.parallelism": "4",
         "spark.executorEnv.TF_CPP_MIN_LOG_LEVEL": "2",
