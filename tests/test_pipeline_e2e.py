@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 import numpy as np
 import pytest
@@ -147,6 +148,24 @@ def test_evaluate_writes_metrics_per_type_and_a_report_and_a_rerun_replaces_them
     assert (model, "all", "top_reason_in_signature") in metric.index
     html = report.read_text()
     assert html.count("data-plot=") == 6 and "baseline:isolation_forest" in html
+
+
+def test_evaluate_collects_only_a_capped_sample_to_the_driver_for_the_baselines(pipeline, tmp_path):
+    run = pipeline.copy(tmp_path / "tables")
+    report = tmp_path / "report.html"
+    load_job("evaluate")(["--date", DAY, "--against", "truth", "--report", str(report), *run.settings,
+                          "--set", "evaluation.max_baseline_rows=300"])  # fmt: skip
+    users = set(run.table("features").to_pandas().user_id)
+    verdicts = run.table("raw/labels").to_pandas().user_id
+    labelled = users & {pseudonym(u, PSEUDONYM_KEY.encode()) for u in verdicts}
+    ((sampled, of),) = re.findall(r"baselines on (\d+) of (\d+) users", report.read_text())
+    assert len(labelled) <= int(sampled) < 600  # every labelled user and a few of the others
+    assert int(of) == len(users)
+    rows = run.table("evaluations").to_pandas()
+    metric = rows.set_index(["model_version", "anomaly_type", "metric"])["value"]
+    assert ("baseline:isolation_forest", "all", "roc_auc") in metric.index
+    model = next(v for v, *_ in metric.index if not v.startswith("baseline:"))
+    assert metric[(model, "all", "roc_auc")] > 0.9  # the model is still measured on every user
 
 
 def test_verdicts_appended_by_analysts_reach_the_next_training_run(pipeline, tmp_path):

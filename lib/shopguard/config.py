@@ -271,6 +271,9 @@ class EvaluationSettings(_Section):
     # labels: the latest verdict on each user (any time: evaluation looks back); truth: generated data only
     against: Literal["labels", "truth"] = "labels"
     baselines: bool = True
+    # The baselines are single-node scikit-learn: the driver collects every labelled user and a sample of
+    # the others up to this many (the model's own metrics cover every user).
+    max_baseline_rows: int = Field(100_000, gt=0)
     report_dir: str = "./reports"  # local folder or URI; one HTML file per evaluated date
 
 

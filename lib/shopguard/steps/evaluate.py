@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow.fs as pafs
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from shopguard import baselines, schemas
@@ -20,6 +21,7 @@ from shopguard.config import Settings
 from shopguard.errors import InputError
 from shopguard.evaluation import (
     format_table,
+    is_in,
     join_truth,
     metric_table,
     never_trained_on,
@@ -35,6 +37,7 @@ from shopguard.privacy import pseudonymise
 from shopguard.registry import load_model
 from shopguard.report import ScorerResult, render
 from shopguard.runtime import RunInfo
+from shopguard.sampling import capped_sample
 
 log = logging.getLogger("shopguard.evaluate")
 
@@ -42,17 +45,27 @@ MIN_ANOMALIES = 30  # fewer known anomalous users than this and every figure is 
 
 
 @dataclass
-class _Population:
-    """The users of the date, their features and labels, and who may be evaluated."""
+class _Sample:
+    """The users the baselines learn from and score, their features and labels: every labelled user and a
+    sample of the others above `evaluation.max_baseline_rows`, out of `rows` users of the date."""
 
     users: np.ndarray
     x: np.ndarray
     known: np.ndarray
+    rows: int
+
+
+@dataclass
+class _Population:
+    """The users of the date, who may be evaluated, and the baselines' sample of them."""
+
+    users: np.ndarray
     evaluated: np.ndarray
     eligible: set[str]
     holdout: float
     restricted: bool
     params: dict[str, Any]
+    sample: _Sample | None  # None: evaluation.baselines is off
 
 
 def run(
@@ -141,22 +154,35 @@ def _population(
     """Users never trained on where enough known anomalies are among them; all users of the date otherwise."""
     holdout = metadata.holdout_share
     features = tables.on("features", day)
-    names = feature_columns(features.schema)
-    if settings.evaluation.baselines and tables.exists("labels"):
-        features = attach_labels(
-            features, read_labels(tables, settings.columns.mapping("labels"), key, day).valid
-        )
-    else:
-        features = features.withColumn("label", F.lit(None).cast("int"))
-    users, x, known = feature_arrays(features.select("user_id", "label", *names).toArrow(), names)
+    users = np.asarray(features.select("user_id").toArrow().column("user_id").to_pylist(), dtype=object)
     trained_users = _training_users(tables, metadata, holdout)
     params = {**settings.model.model_dump(), **metadata.training.get("params", {})}
     candidates = np.concatenate([users, truth.user_id.to_numpy(dtype=object)])
     fresh = never_trained_on(candidates, holdout, params["validation_fraction"], trained_users)
     restricted = holdout > 0 or truth.user_id.isin(set(candidates[fresh])).sum() >= MIN_ANOMALIES
     eligible = set(candidates[fresh]) if restricted else set(candidates)
-    evaluated = np.isin(users, list(eligible))
-    return _Population(users, x, known, evaluated, eligible, holdout, restricted, params)
+    evaluated = is_in(users, eligible)
+    sample = None
+    if settings.evaluation.baselines:
+        sample = _baseline_sample(tables, settings, key, day, features, params["seed"])
+    return _Population(users, evaluated, eligible, holdout, restricted, params, sample)
+
+
+def _baseline_sample(
+    tables: Tables, settings: Settings, key: bytes | None, day: date, features: DataFrame, seed: int
+) -> _Sample:
+    """The baselines' users collected to the driver, with their labels where a labels table has them."""
+    names = feature_columns(features.schema)
+    if tables.exists("labels"):
+        features = attach_labels(
+            features, read_labels(tables, settings.columns.mapping("labels"), key, day).valid
+        )
+    else:
+        features = features.withColumn("label", F.lit(None).cast("int"))
+    sample, rows = capped_sample(features.select("user_id", "label", *names),
+                                 settings.evaluation.max_baseline_rows, seed, "evaluation.max_baseline_rows")  # fmt: skip
+    arrays = feature_arrays(sample.toArrow(), names)
+    return _Sample(arrays.user_ids, arrays.x, arrays.labels, rows)
 
 
 def _training_users(tables: Tables, metadata: ModelMetadata, holdout: float) -> set[str]:
@@ -206,13 +232,15 @@ def _warnings(restricted: bool, frame: pd.DataFrame, unscored: int) -> list[str]
 def _baselines(people: _Population, truth: pd.DataFrame, notes: list[str]) -> list[ScorerResult]:
     """IsolationForest and gradient-boosted trees on the same features (the trees on the same labelled and
     presumed-normal rows as the classifier), never scored on users they learnt from."""
-    users, x, labels, evaluated, params = (
-        people.users,
-        people.x,
-        people.known,
-        people.evaluated,
-        people.params,
-    )
+    sample, params = people.sample, people.params
+    assert sample is not None, "baselines without their sample"
+    users, x, labels = sample.users, sample.x, sample.known
+    evaluated = is_in(users, people.eligible)
+    eligible = people.eligible
+    if len(users) < sample.rows:  # users sampled out are not evaluated, not missed; the unscored still are
+        eligible = eligible - (set(people.users) - set(users))
+        notes.append(f"baselines on {len(users)} of {sample.rows} users: every labelled one and a sample of "
+                     "the others (evaluation.max_baseline_rows)")  # fmt: skip
     pu = {k: params[k] for k in ("unlabelled_sample", "unlabelled_weight", "seed")}
     fit = ~evaluated if people.holdout > 0 else np.ones(len(users), bool)
     results = [
@@ -237,7 +265,7 @@ def _baselines(people: _Population, truth: pd.DataFrame, notes: list[str]) -> li
         notes.append("gradient-boosted baseline skipped: too few labelled users")
     return [
         ScorerResult(name, "baseline", with_unscored(
-            join_truth(pd.DataFrame({"user_id": users[evaluated], "score": s}), truth), truth, people.eligible))
+            join_truth(pd.DataFrame({"user_id": users[evaluated], "score": s}), truth), truth, eligible))
         for name, s in results
     ]  # fmt: skip
 

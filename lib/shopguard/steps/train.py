@@ -19,6 +19,7 @@ from shopguard.model import TrainingParams, feature_arrays, holdout_mask, train
 from shopguard.model.metadata import ModelMetadata
 from shopguard.registry import new_version, save_model
 from shopguard.runtime import RunInfo
+from shopguard.sampling import capped_sample
 
 log = logging.getLogger("shopguard.train")
 
@@ -98,14 +99,5 @@ def _training_features(tables: Tables, m: ModelSettings, day: date) -> tuple[Dat
 
 
 def training_sample(features: DataFrame, m: ModelSettings) -> DataFrame:
-    """About `model.max_training_rows` rows: every labelled user (rare, and what the supervised modes learn
-    from) and a deterministic sample of the others by user hash."""
-    row = features.agg(F.count(F.lit(1)).alias("rows"), F.count("label").alias("labelled")).first()
-    rows, labelled = (int(row["rows"]), int(row["labelled"])) if row else (0, 0)
-    if rows <= m.max_training_rows:
-        return features
-    keep = max(m.max_training_rows - labelled, 0) / max(rows - labelled, 1)
-    log.info("sampling %.1f%% of %d unlabelled rows, keeping all %d labelled (model.max_training_rows)",
-             100 * keep, rows - labelled, labelled)  # fmt: skip
-    sampled = F.abs(F.xxhash64("user_id", F.lit(m.seed))) % 1_000_000 < keep * 1_000_000
-    return features.where(F.col("label").isNotNull() | sampled)
+    """About `model.max_training_rows` rows: every labelled user and a deterministic sample of the others."""
+    return capped_sample(features, m.max_training_rows, m.seed, "model.max_training_rows")[0]
