@@ -284,9 +284,8 @@ def keras_score(root: Path) -> None:
     plan = ScoringPlan.from_metadata(stored.model_bytes, stored.metadata, alert_threshold=settings.alert_threshold,
                                      block_threshold=settings.block_threshold, n_reasons=settings.n_reasons)  # fmt: skip
     frame = _features_matrix(root)
-    score_frame(
-        frame.head(1), plan, datetime.now(UTC), DAY
-    )  # loads the model, as each Python worker does once
+    warm_up = frame.head(1)  # loads the model, as each Python worker does once
+    score_frame(warm_up, plan, datetime.now(UTC), DAY)
     started = time.perf_counter()
     score_frame(frame, plan, datetime.now(UTC), DAY)
     print(json.dumps({"scoring_seconds": time.perf_counter() - started, "users": len(frame)}))

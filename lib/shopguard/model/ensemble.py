@@ -38,10 +38,6 @@ Knots = Sequence[Sequence[float]] | np.ndarray  # (knots, features)
 # ECDF knots at every 5%: the outer ones stay below a few percent of anomalies sharing one value; past
 # them the Pareto tail takes over.
 LEVELS = np.round(np.arange(0.05, 0.9501, 0.05), 4)
-# Models saved before the detectors were fused by robust z-scores fused them by rank (an EmpiricalCDF at
-# these levels, layer `detector_ranks`); kept so that the knots they were built with stay documented
-DETECTOR_LEVELS = np.unique(np.round(np.concatenate([np.arange(0.005, 0.9951, 0.005),
-                                                     1 - np.geomspace(5e-3, 1e-6, 30)]), 8))  # fmt: skip
 # A detector's z-score counts from here up: a user far *below* a detector's median is not more normal
 Z_FLOOR = -3.0
 
@@ -249,13 +245,12 @@ def robust_scale(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def with_detectors(fused: keras.Model, x_fit: np.ndarray, params: Any) -> keras.Model:
     """One score from five detectors: the tail and error scores of `fused`, an isolation forest and the
-    k-th neighbour distance in raw and in log units (those the settings keep), each as a
-    robust z-score (its median on the training
-    users `x_fit` subtracted, in units of its MAD, floored at Z_FLOOR), summed. No detector's units matter
-    and nothing is weighted or tuned: a user very rare to one detector, or fairly rare to several, scores
-    high. Fusing by rank (the sum of -log P(S >= s), used before) flattened the scores of the users a
-    detector is surest of: on the same component scores it was worse on both benchmarks (docs/quality.md).
-    The output keeps the layout [score, weight, z]."""
+    k-th neighbour distance in raw and in log units (those the settings keep), each as a robust z-score
+    (its median on the training users `x_fit` subtracted, in units of its MAD, floored at Z_FLOOR), summed.
+    No detector's units matter and nothing is weighted or tuned: a user very rare to one detector, or
+    fairly rare to several, scores high. Fusing by rank (the sum of -log P(S >= s), used before) flattened
+    the scores of the users a detector is surest of: on the same component scores it was worse on both
+    benchmarks (docs/quality.md). The output keeps the layout [score, weight, z]."""
     from shopguard.model.fitting import predict
 
     inputs, output = fused.input, fused.output
