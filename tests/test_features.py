@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from shopguard import schemas
@@ -16,6 +17,7 @@ from shopguard.features import (
     feature_fingerprint,
     user_snapshot,
 )
+from shopguard.validation import deduplicate
 
 D = dt.date(2026, 11, 22)
 SPEC = FeatureSpec(windows_days=(1, 7, 30), lifetime_days=60, currency_rates={"EUR": 1.0, "USD": 0.5})
@@ -95,6 +97,10 @@ CLICKS = [
     # a new account and one that signed up before the look-back
     click("new", at(2), "signup"),
     click("old", at(1)),
+    # gaps across midnight: 23:59:59 and 00:00:01 are two seconds apart, on two days
+    click("owl", at(1, -1)),
+    click("owl", at(1, 1)),
+    click("owl", at(1, 3)),
     # reviews: two extreme, two at night
     click("critic", at(1, hour=2), "review", rating=1),
     click("critic", at(1, hour=3), "review", rating=5),
@@ -168,6 +174,27 @@ def test_fast_regular_clicks_show_as_fast_gaps_short_dwell_and_one_item(f):
     assert u["short_dwell_share_7d"] == 1.0
     assert u["top_item_share_7d"] == 1.0
     assert f["u1"]["top_item_share_30d"] == 1.0 and f["u1"]["fast_gap_share_30d"] == 0.0
+
+
+def test_gaps_between_clicks_run_across_midnight(f):
+    assert f["owl"]["gap_mean_s_7d"] == pytest.approx(2.0)
+    assert f["owl"]["fast_gap_share_7d"] == 1.0
+    assert f["owl"]["burstiness_7d"] == pytest.approx(-1.0)
+
+
+def test_a_heavy_users_clicks_are_spread_over_tasks_not_held_by_one(spark):
+    """Skew: the windows over clicks (duplicates, gaps) work per user-day, so one user with millions of events
+    is not one straggler task. Over a week, the heavy user's de-duplicated clicks lie in several partitions."""
+    heavy = [click("heavy", at(days, s)) for days in range(1, 8) for s in range(0, 30, 3)]
+    rows = spark.createDataFrame([*heavy, *heavy[:5], *CLICKS], schemas.CLICKS).transform(deduplicate("clicks"))
+    coalescing = spark.conf.get("spark.sql.adaptive.coalescePartitions.enabled")
+    spark.conf.set("spark.sql.adaptive.coalescePartitions.enabled", "false")  # tiny data: one partition else
+    try:
+        placed = rows.where("user_id = 'heavy'").groupBy(F.spark_partition_id().alias("task")).count().collect()
+    finally:
+        spark.conf.set("spark.sql.adaptive.coalescePartitions.enabled", coalescing)
+    assert sum(r["count"] for r in placed) == len(heavy)  # the five exact duplicates are gone
+    assert len(placed) > 1, f"the heavy user's clicks sit in {len(placed)} partition(s)"
 
 
 def test_account_age_and_time_from_signup_to_first_order(f):

@@ -29,6 +29,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from shopguard.config import FeatureSettings, ValidationSettings
+from shopguard.validation import user_day
 
 KEY_COLUMNS = ("user_id", "snapshot_date")
 _VALIDATION: dict[str, Any] = dict(ValidationSettings.model_fields)  # FieldInfo: defaults and checks
@@ -326,6 +327,28 @@ def _cross_source_features(spec: FeatureSpec) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------- the table
 
 
+def _with_previous_click(clicks: DataFrame) -> DataFrame:
+    """`prev_event_time`: the user's click before each click (null for the first), for the gaps.
+
+    Within a day by a window over user-days (`user_day`: de-duplication's partitioning, no shuffle), across
+    days from the last click of the user's previous active day (one small row per user-day): no task holds
+    more than a user-day, however many events one user has."""
+    user, day = user_day("event_time")
+    rows = clicks.withColumn("_day", day).withColumn(
+        "_prev_in_day", F.lag("event_time").over(Window.partitionBy(user, "_day").orderBy("event_time"))
+    )
+    days = clicks.groupBy(user, day.alias("_day")).agg(F.max("event_time").alias("_last"))
+    days = days.select(
+        "user_id", "_day", F.lag("_last").over(Window.partitionBy("user_id").orderBy("_day")).alias("_prev_day")
+    )
+    return (
+        rows.join(days, ["user_id", "_day"], "left")
+        .withColumn("prev_event_time", F.coalesce("_prev_in_day", "_prev_day"))
+        .drop("_day", "_prev_in_day", "_prev_day")
+    )
+
+
+
 def user_snapshot(clicks: DataFrame, orders: DataFrame, snapshot_date: date, spec: FeatureSpec) -> DataFrame:
     """Every user seen in the look-back before the cut-off of `snapshot_date`, with `active` (seen in the
     longest window: the snapshot's rows, see `build_user_features`) and the features. The inactive ones
@@ -339,11 +362,10 @@ def user_snapshot(clicks: DataFrame, orders: DataFrame, snapshot_date: date, spe
     life_orders = orders.where(f"order_time {life.format(t='order_time')}").withColumn(
         "amount_base", F.expr(f"amount * coalesce(map({rates})[currency], 1D)")
     )
-    timed_clicks = life_clicks.withColumn(
-        "prev_event_time", F.lag("event_time").over(Window.partitionBy("user_id").orderBy("event_time"))
-    ).selectExpr("*", f"{_seconds('event_time', 'prev_event_time')} AS gap_s", *(
-        f"{sql} AS {name}" for name, sql in click_flags(spec, start)
-    ))  # fmt: skip
+    timed_clicks = _with_previous_click(life_clicks).selectExpr(
+        "*", f"{_seconds('event_time', 'prev_event_time')} AS gap_s", *(
+            f"{sql} AS {name}" for name, sql in click_flags(spec, start)
+        ))  # fmt: skip
 
     click_features, order_features = _click_aggregates(spec, start), _order_aggregates(spec, start)
     distinct = [

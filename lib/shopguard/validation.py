@@ -340,18 +340,25 @@ def validate(df: DataFrame, table: str, rules: Rules, snapshot_date: date) -> Va
 _STATUS_RANK = "CASE status WHEN 'refunded' THEN 3 WHEN 'cancelled' THEN 2 ELSE 1 END"
 
 
+def user_day(time_column: str) -> list[Column]:
+    """What windows over a user's events partition by: the user and the UTC day of the event. By user alone,
+    a user with millions of events lands in one task, a straggler that buffers them all; by user-day they
+    spread over as many tasks as the user has active days."""
+    return [F.col("user_id"), F.to_date(F.col(time_column))]
+
+
 def deduplicate(table: str):
     """DataFrame -> DataFrame without exact duplicates; orders keep one row per order_id, the latest.
 
-    Clicks: exact duplicates sit next to each other once each user's rows are sorted by time and then by
-    every other column, so one shuffle by user finds them; the features' per-user windows and aggregates
-    reuse that shuffle and that order. Orders: one row per order_id, which also drops exact duplicates."""
+    Clicks: exact duplicates sit next to each other once each user-day's rows (`user_day`) are sorted by
+    time and then by every other column, so one shuffle finds them; the features' windows over clicks reuse
+    that shuffle and that order. Orders: one row per order_id, which also drops exact duplicates."""
 
     def transform(df: DataFrame) -> DataFrame:
         if table == "clicks":
             time_first = ["event_time", *(c for c in df.columns if c not in ("user_id", "event_time"))]
             row = F.struct(*df.columns)
-            previous = F.lag(row).over(Window.partitionBy("user_id").orderBy(*time_first))
+            previous = F.lag(row).over(Window.partitionBy(*user_day("event_time")).orderBy(*time_first))
             return (
                 df.withColumn("_previous", previous)
                 .where(~row.eqNullSafe(F.col("_previous")))
