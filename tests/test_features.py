@@ -186,11 +186,15 @@ def test_a_heavy_users_clicks_are_spread_over_tasks_not_held_by_one(spark):
     """Skew: the windows over clicks (duplicates, gaps) work per user-day, so one user with millions of events
     is not one straggler task. Over a week, the heavy user's de-duplicated clicks lie in several partitions."""
     heavy = [click("heavy", at(days, s)) for days in range(1, 8) for s in range(0, 30, 3)]
-    rows = spark.createDataFrame([*heavy, *heavy[:5], *CLICKS], schemas.CLICKS).transform(deduplicate("clicks"))
+    rows = spark.createDataFrame([*heavy, *heavy[:5], *CLICKS], schemas.CLICKS).transform(
+        deduplicate("clicks")
+    )
     coalescing = spark.conf.get("spark.sql.adaptive.coalescePartitions.enabled")
     spark.conf.set("spark.sql.adaptive.coalescePartitions.enabled", "false")  # tiny data: one partition else
     try:
-        placed = rows.where("user_id = 'heavy'").groupBy(F.spark_partition_id().alias("task")).count().collect()
+        placed = (
+            rows.where("user_id = 'heavy'").groupBy(F.spark_partition_id().alias("task")).count().collect()
+        )
     finally:
         spark.conf.set("spark.sql.adaptive.coalescePartitions.enabled", coalescing)
     assert sum(r["count"] for r in placed) == len(heavy)  # the five exact duplicates are gone

@@ -339,14 +339,15 @@ def _with_previous_click(clicks: DataFrame) -> DataFrame:
     )
     days = clicks.groupBy(user, day.alias("_day")).agg(F.max("event_time").alias("_last"))
     days = days.select(
-        "user_id", "_day", F.lag("_last").over(Window.partitionBy("user_id").orderBy("_day")).alias("_prev_day")
+        "user_id",
+        "_day",
+        F.lag("_last").over(Window.partitionBy("user_id").orderBy("_day")).alias("_prev_day"),
     )
     return (
         rows.join(days, ["user_id", "_day"], "left")
         .withColumn("prev_event_time", F.coalesce("_prev_in_day", "_prev_day"))
         .drop("_day", "_prev_in_day", "_prev_day")
     )
-
 
 
 def user_snapshot(clicks: DataFrame, orders: DataFrame, snapshot_date: date, spec: FeatureSpec) -> DataFrame:

@@ -75,8 +75,9 @@ def run(
     """The evaluations rows of `day` for each scores table (replacing earlier ones) and the report; returns
     the metrics."""
     e = settings.evaluation
-    models = [_model_scores(tables, name, day) for name in scores_tables or [tables.path("scores")]]
     truth = ground_truth(tables, settings, key, day)
+    known = set(truth.user_id)
+    models = [_model_scores(tables, name, day, known) for name in scores_tables or [tables.path("scores")]]
     people = _population(tables, settings, key, day, truth, models[0][2])
     notes = [f"{people.evaluated.sum()} users evaluated" + _who(people.holdout, people.restricted)]
     results = []
@@ -112,15 +113,35 @@ def run(
     return metrics
 
 
-def _model_scores(tables: Tables, name: str, day: date) -> tuple[str, pd.DataFrame, ModelMetadata]:
+# What evaluation reads of a scores row; the reasons only where a metric or the report looks at them.
+_SCORE_COLUMNS = ("user_id", "score", "is_anomaly", "action", "model_version")
+
+
+def _model_scores(
+    tables: Tables, name: str, day: date, known: set[str]
+) -> tuple[str, pd.DataFrame, ModelMetadata]:
     """(model version, scores of `day`, model metadata) of one scores table (a name under tables.root, a path
-    or a URI)."""
+    or a URI). Only what the metrics use travels to the driver: the reasons of alerts and of `known`
+    anomalous users (empty for everyone else), never the percentiles or the timestamps."""
     path = (
         name if "://" in name or name.startswith("/") else f"{tables.path('scores').rsplit('/', 1)[0]}/{name}"
     )
     if not tables.storage.exists(path):
         raise InputError(f"no scores table at {path}")
-    scores = tables.storage.read(path, where=[("score_date", "=", day)]).toPandas()
+    spark = tables.storage.spark
+    users = pd.DataFrame({"user_id": pd.Series(sorted(known), dtype=object), "_known": True})
+    flagged = spark.createDataFrame(users, "user_id string, _known boolean")
+    scores = (
+        tables.storage.read(path, where=[("score_date", "=", day)])
+        .join(F.broadcast(flagged), "user_id", "left")
+        .select(
+            *_SCORE_COLUMNS,
+            F.when(F.col("is_anomaly") | F.col("_known").isNotNull(), F.col("reasons"))
+            .otherwise(F.array().cast("array<string>"))
+            .alias("reasons"),
+        )
+        .toPandas()
+    )
     if scores.empty:
         raise InputError(f"no scores for {day} in {path}; run the score job for that date")
     version = scores["model_version"].mode()[0]
