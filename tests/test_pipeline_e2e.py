@@ -11,12 +11,16 @@ import re
 import numpy as np
 import pytest
 from conftest import DAY, PSEUDONYM_KEY, SUBMIT_FAST, load_job, submit
+from deltalake import write_deltalake
 from pyspark.sql import functions as F
 from sklearn.metrics import roc_auc_score
 
 from shopguard import schemas
 from shopguard.anomalies import DESIGNED
+from shopguard.config import load_settings
 from shopguard.privacy import pseudonym
+from shopguard.storage import open_storage
+from shopguard.validation import Rules, conform, normalise, validate
 
 pytestmark = pytest.mark.e2e
 
@@ -60,6 +64,31 @@ def test_rows_read_equal_rows_used_plus_quarantined_plus_duplicates(pipeline):
     assert {"missing user_id", "unknown event_type", "event_time in the future"} <= set(
         r for reasons in quarantine.reason for r in reasons.split("; ")
     )
+
+
+def test_a_rerun_on_clean_logs_empties_the_dates_quarantine(pipeline, spark, tmp_path):
+    """The features job skips the quarantine's second read of a log whose pass counted no bad row; the
+    date's quarantine partition must still be replaced (by nothing), not keep the earlier run's rows."""
+    run = pipeline.copy(tmp_path / "tables")
+    rules = Rules.from_settings(load_settings().validation, dt.datetime.now(dt.UTC))
+    clean = {}
+    for table, partition in (("clicks", "event_date"), ("transactions", "order_date")):
+        raw = open_storage(spark, "delta-rs").read(str(run.root / "raw" / table))
+        checked = validate(
+            conform(raw, table, {}).transform(normalise(table)), table, rules, dt.date.fromisoformat(DAY)
+        )
+        clean[table] = tmp_path / f"clean_{table}"
+        write_deltalake(str(clean[table]), checked.valid.toArrow(), partition_by=[partition])
+    before = len(run.table("quarantine").to_pandas())
+    load_job("features")(["--date", DAY, *run.settings, "--set", f"tables.clicks={clean['clicks']}",
+                          "--set", f"tables.transactions={clean['transactions']}"])  # fmt: skip
+    (latest, *_) = run.table("features").history()
+    counts = json.loads(latest["userMetadata"])["counts"]
+    assert before > 0 and all(
+        c["quarantined"] == 0 and c["read"] == c["used"] + c["duplicates"] for c in counts.values()
+    )
+    quarantine = run.table("quarantine").to_pandas()
+    assert (quarantine.snapshot_date == dt.date.fromisoformat(DAY)).sum() == 0
 
 
 def test_injected_anomalies_score_above_normal_users(pipeline):

@@ -1,8 +1,11 @@
 """Validate the click and transaction logs of a snapshot's look-back and build the snapshot's features.
 
-The inputs are read twice, never cached: once for the features (every count of the run is observed on the
-way, as a side effect of that pass), once for the few rows that go to quarantine. Only the per-user result
-is kept in memory, between counting it and writing it.
+The inputs are read once for the features (every count of the run is observed on the way, as a side
+effect of that pass) and, where the pass counted any, once more for the few rows that go to quarantine.
+The de-duplicated clicks are cached during the pass: three branches of the features read them (the click
+aggregates, the distinct entities, each user-day's last click), and without the cache each repeated the
+de-duplication's sort (1 M events: 66 s -> 54 s for the job). They are released once the per-user result,
+kept until it is written, is computed.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import reduce
 from typing import Any
 
 from py4j.protocol import Py4JJavaError
@@ -68,10 +72,12 @@ def run(tables: Tables, settings: Settings, run: RunInfo, day: date, key: bytes 
     rules = Rules.from_settings(settings.validation, datetime.now(UTC))
     first, last = input_date_range(day, spec.lifetime_days)
     inputs = {t: _validated(tables, settings, t, rules, day, key) for t in INPUTS}
-    snapshot = user_snapshot(inputs["clicks"].valid, inputs["transactions"].valid, day, spec)
+    clicks = inputs["clicks"].valid.persist(StorageLevel.MEMORY_AND_DISK)
+    snapshot = user_snapshot(clicks, inputs["transactions"].valid, day, spec)
     snapshot = snapshot.persist(StorageLevel.MEMORY_AND_DISK)
     # the one pass over the inputs: the per-user rows, and every count observed on the way
     active = {bool(r["active"]): int(r["count"]) for r in snapshot.groupBy("active").count().collect()}
+    clicks.unpersist()
     users, inactive = active.get(True, 0), active.get(False, 0)
     counts = {t: got.counts() for t, got in inputs.items()}
     for table, got in inputs.items():
@@ -85,7 +91,9 @@ def run(tables: Tables, settings: Settings, run: RunInfo, day: date, key: bytes 
 
     # check both schemas first, so a mismatch writes nothing; then each write replaces partition D
     features = snapshot.where("active").drop("active")
-    quarantine = inputs["clicks"].checked.quarantined.unionByName(inputs["transactions"].checked.quarantined)
+    # a log whose pass counted no bad row is not read again
+    failed = [got.checked.quarantined for t, got in inputs.items() if counts[t]["quarantined"]]
+    quarantine = reduce(DataFrame.unionByName, failed, inputs["clicks"].checked.quarantined.limit(0))
     tables.check("quarantine", quarantine)
     tables.check("features", features, "The feature definitions changed since that table was written: point "
                  "tables.features at a new table (and retrain), or remove the old one")  # fmt: skip
