@@ -8,10 +8,11 @@ To add a feature: add one aggregate to the function of its group below (`_click_
 `_order_aggregates`, `_entity_aggregates`, `_lifetime_features`, `_cross_source_features`) and a test.
 
 How it is computed, and why (bench/speed.py measures it against DuckDB): each log is aggregated per user in
-one pass (the clicks already partitioned and sorted by user and time by de-duplication, so the gaps between
-events cost no further shuffle), and every distinct count (sessions, days, items, devices, addresses ...)
-comes from one table of (user, kind, value, first seen, last seen) rows built from both logs, never from
-collecting sets per user: a value was seen in a window when its last sighting falls in it.
+one pass (the clicks already partitioned by user-day and sorted by time by de-duplication, so the gaps
+between events cost no further shuffle of the clicks, and a heavy user spreads over many tasks), and every
+distinct count (sessions, days, items, devices, addresses ...) comes from one table of (user, kind, value,
+first seen, last seen) rows built from both logs, never from collecting sets per user: a value was seen in
+a window when its last sighting falls in it.
 """
 
 from __future__ import annotations
