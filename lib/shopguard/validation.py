@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 SOURCE = "_source"  # struct of the row as read, kept until quarantine serialises it
 REASON = "_reason"  # every rule a row failed, as text: only computed for the rows that failed one
 BAD = "_bad"  # whether a row failed any rule: what the valid rows are filtered on
+RECORD = "_record"  # a failed row as read, as JSON (Validated.carried)
 
 
 class SchemaError(ValueError):
@@ -72,10 +73,26 @@ class Validated:
     @property
     def quarantined(self) -> DataFrame:
         """Rows that failed, in the quarantine table's layout (schemas.QUARANTINE)."""
-        return self.flagged.where(F.col(BAD)).select(
+        return self.quarantine_of(self.carried())
+
+    def carried(self) -> DataFrame:
+        """Every row in the canonical columns, `_bad`, and for the rows that failed their reason and their
+        record as read (null for the others): what one shuffle can carry to both the valid rows
+        (`where not _bad`) and the quarantine (`quarantine_of`), so the quarantine needs no second scan."""
+        bad = F.col(BAD)
+        return self.flagged.select(
+            *schemas.CANONICAL[self.table].fieldNames(),
+            bad,
+            F.when(bad, F.col(REASON)).alias(REASON),
+            F.when(bad, F.to_json(F.col(SOURCE))).alias(RECORD),
+        )
+
+    def quarantine_of(self, carried: DataFrame) -> DataFrame:
+        """The rows of `carried()` (or of a frame derived from it) that failed, in the quarantine layout."""
+        return carried.where(F.col(BAD)).select(
             F.lit(self.table).alias("source_table"),
             F.col(REASON).alias("reason"),
-            F.to_json(F.col(SOURCE)).alias("record"),
+            F.col(RECORD).alias("record"),
             F.lit(self.quarantined_at).cast(T.TimestampType()).alias("quarantined_at"),
             F.lit(self.snapshot_date).cast(T.DateType()).alias("snapshot_date"),
         )
@@ -352,18 +369,18 @@ def deduplicate(table: str):
 
     Clicks: exact duplicates sit next to each other once each user-day's rows (`user_day`) are sorted by
     time and then by every other column, so one shuffle finds them; the features' windows over clicks reuse
-    that shuffle and that order. Orders: one row per order_id, which also drops exact duplicates."""
+    that shuffle and that order. Rows flagged `_bad` (`Validated.carried`) are all kept: they go to
+    quarantine as read. Orders: one row per order_id, which also drops exact duplicates."""
 
     def transform(df: DataFrame) -> DataFrame:
         if table == "clicks":
             time_first = ["event_time", *(c for c in df.columns if c not in ("user_id", "event_time"))]
             row = F.struct(*df.columns)
             previous = F.lag(row).over(Window.partitionBy(*user_day("event_time")).orderBy(*time_first))
-            return (
-                df.withColumn("_previous", previous)
-                .where(~row.eqNullSafe(F.col("_previous")))
-                .drop("_previous")
-            )
+            kept = ~row.eqNullSafe(F.col("_previous"))
+            if BAD in df.columns:
+                kept = kept | F.col(BAD)
+            return df.withColumn("_previous", previous).where(kept).drop("_previous")
         if table == "transactions":
             others = [c for c in df.columns if c not in ("order_id", "order_time")]
             latest = Window.partitionBy("order_id").orderBy(
