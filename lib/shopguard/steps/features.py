@@ -76,49 +76,52 @@ def run(tables: Tables, settings: Settings, run: RunInfo, day: date, key: bytes 
     first, last = input_date_range(day, spec.lifetime_days)
     inputs = {t: _validated(tables, settings, t, rules, day, key) for t in INPUTS}
     snapshot = user_snapshot(inputs["clicks"].valid, inputs["transactions"].valid, day, spec)
-    snapshot = snapshot.persist(StorageLevel.MEMORY_AND_DISK)
-    # the one pass over the inputs: the per-user rows, and every count observed on the way
-    active = {bool(r["active"]): int(r["count"]) for r in snapshot.groupBy("active").count().collect()}
-    users, inactive = active.get(True, 0), active.get(False, 0)
-    counts = {t: got.counts() for t, got in inputs.items()}
-    for table, got in inputs.items():
-        c = counts[table]
-        log.info("%s v%d: read %d = used %d + quarantined %d + duplicates %d (%d on %s)", table,
-                 got.pinned["version"], *(c[k] for k in ("read", "used", "quarantined", "duplicates", "on_date")),
-                 day)  # fmt: skip
-        run.note(**{f"{table}_read": c["read"], f"{table}_quarantined": c["quarantined"]})
-        if c["on_date"] == 0:
-            _empty_day(table, got.pinned, day, (first, last), c, settings.validation.allow_empty)
+    try:
+        snapshot = snapshot.persist(StorageLevel.MEMORY_AND_DISK)
+        # the one pass over the inputs: the per-user rows, and every count observed on the way
+        active = {bool(r["active"]): int(r["count"]) for r in snapshot.groupBy("active").count().collect()}
+        users, inactive = active.get(True, 0), active.get(False, 0)
+        counts = {t: got.counts() for t, got in inputs.items()}
+        for table, got in inputs.items():
+            c = counts[table]
+            log.info("%s v%d: read %d = used %d + quarantined %d + duplicates %d (%d on %s)", table,
+                     got.pinned["version"], *(c[k] for k in ("read", "used", "quarantined", "duplicates", "on_date")),
+                     day)  # fmt: skip
+            run.note(**{f"{table}_read": c["read"], f"{table}_quarantined": c["quarantined"]})
+            if c["on_date"] == 0:
+                _empty_day(table, got.pinned, day, (first, last), c, settings.validation.allow_empty)
 
-    # check both schemas first, so a mismatch writes nothing; then each write replaces partition D
-    features = snapshot.where("active").drop("active")
-    # the clicks' failed rows come from the pass's cache; another log is read again only if it had any
-    failed = [got.quarantined for t, got in inputs.items() if counts[t]["quarantined"]]
-    quarantine = reduce(DataFrame.unionByName, failed, inputs["clicks"].quarantined.limit(0))
-    tables.check("quarantine", quarantine)
-    tables.check("features", features, "The feature definitions changed since that table was written: point "
-                 "tables.features at a new table (and retrain), or remove the old one")  # fmt: skip
-    info = run.commit_info(snapshot_date=day.isoformat(), counts=counts)
-    tables.replace("quarantine", quarantine, day, info, also=[("source_table", "in", list(INPUTS))])
-    for got in inputs.values():
-        if got.cached is not None:
-            got.cached.unpersist()
-    pinned = {t: got.pinned for t, got in inputs.items()}
-    info = run.commit_info(snapshot_date=day.isoformat(), rows_written=users, counts=counts, inputs=pinned,
-                           users_without_row=inactive)  # fmt: skip
-    version = tables.replace("features", features, day, info)
-    snapshot.unpersist()  # the session may outlive the step
-    run.note(users=users, users_without_row=inactive)
-    if inactive:
-        log.info("features for %s: %d users seen in the %d-day look-back have no row and no score today: no "
-                 "clicks or orders in the last %d days", day, inactive, spec.lifetime_days, spec.max_window)  # fmt: skip
-    if users == 0:
-        log.warning(
-            "features for %s: no users; the snapshot is empty (allowed by validation.allow_empty)", day
-        )
-    log.info("features for %s: %d users x %d columns -> %s (version %d)", day, users,
-             len(features.columns) - 2, tables.path("features"), version)  # fmt: skip
-    return {"users": users, "users_without_row": inactive, "counts": counts, "version": version}
+        # check both schemas first, so a mismatch writes nothing; then each write replaces partition D
+        features = snapshot.where("active").drop("active")
+        # the clicks' failed rows come from the pass's cache; another log is read again only if it had any
+        failed = [got.quarantined for t, got in inputs.items() if counts[t]["quarantined"]]
+        quarantine = reduce(DataFrame.unionByName, failed, inputs["clicks"].quarantined.limit(0))
+        tables.check("quarantine", quarantine)
+        tables.check("features", features, "The feature definitions changed since that table was written: point "
+                     "tables.features at a new table (and retrain), or remove the old one")  # fmt: skip
+        info = run.commit_info(snapshot_date=day.isoformat(), counts=counts)
+        tables.replace("quarantine", quarantine, day, info, also=[("source_table", "in", list(INPUTS))])
+        for got in inputs.values():  # released early: the features' write needs only the snapshot
+            if got.cached is not None:
+                got.cached.unpersist()
+        pinned = {t: got.pinned for t, got in inputs.items()}
+        info = run.commit_info(snapshot_date=day.isoformat(), rows_written=users, counts=counts, inputs=pinned,
+                               users_without_row=inactive)  # fmt: skip
+        version = tables.replace("features", features, day, info)
+        run.note(users=users, users_without_row=inactive)
+        if inactive:
+            log.info("features for %s: %d users seen in the %d-day look-back have no row and no score today: no "
+                     "clicks or orders in the last %d days", day, inactive, spec.lifetime_days, spec.max_window)  # fmt: skip
+        if users == 0:
+            log.warning(
+                "features for %s: no users; the snapshot is empty (allowed by validation.allow_empty)", day
+            )
+        log.info("features for %s: %d users x %d columns -> %s (version %d)", day, users,
+                 len(features.columns) - 2, tables.path("features"), version)  # fmt: skip
+        return {"users": users, "users_without_row": inactive, "counts": counts, "version": version}
+    finally:  # the session may outlive the step (the nightly runner), also when the step fails
+        for cached in [snapshot, *(got.cached for got in inputs.values() if got.cached is not None)]:
+            cached.unpersist()
 
 
 def _validated(
