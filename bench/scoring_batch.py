@@ -18,18 +18,15 @@ import os
 import subprocess
 import sys
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DAY = date(2026, 11, 22)
+from speed import DAY, ROOT, _features_matrix  # the same snapshot as bench/speed.py's references
 
 
 def one_size(root: Path, batch_rows: int) -> None:
     """In a fresh process: print {"seconds", "rows", "peak_rss_mib"} of scoring the snapshot in batches."""
     import resource
-
-    from deltalake import DeltaTable
 
     from shopguard.config import load_settings
     from shopguard.registry import load_model
@@ -39,8 +36,7 @@ def one_size(root: Path, batch_rows: int) -> None:
     s = load_settings().scoring
     plan = ScoringPlan.from_metadata(stored.model_bytes, stored.metadata, alert_threshold=s.alert_threshold,
                                      block_threshold=s.block_threshold, n_reasons=s.n_reasons)  # fmt: skip
-    frame = DeltaTable(str(root / "features")).to_pandas()
-    frame = frame[frame["snapshot_date"] == DAY].reset_index(drop=True)
+    frame = _features_matrix(root)
     now = datetime.now(UTC)
     seconds = 0.0
     for _ in range(2):  # the first pass loads the model and traces the graph, as a worker's first batch does
