@@ -169,6 +169,26 @@ def test_repeated_orders_keep_the_latest_status(spark):
     ]
 
 
+def test_failed_orders_are_all_kept_and_never_displace_the_valid_latest_row(spark):
+    later = T0 + dt.timedelta(hours=1)
+    rows = [
+        order("o1", status="paid"),
+        order("o1", status="lost", at=later),  # later, but failed: it must not win o1's slot
+        order("o1", status="lost", at=later),  # a failed duplicate goes to quarantine too, as read
+        order("o2", amount=-1.0),
+    ]
+    df = conform(spark.createDataFrame(rows, schemas.TRANSACTIONS), "transactions", {})
+    checked = validate(df.transform(normalise("transactions")), "transactions", RULES, D)
+    kept = checked.carried().transform(deduplicate("transactions"))
+    valid = kept.where("NOT _bad").select("order_id", "status", "order_time").collect()
+    assert [tuple(r) for r in valid] == [("o1", "paid", T0)]
+    assert sorted(json.loads(r.record)["order_id"] for r in checked.quarantine_of(kept).collect()) == [
+        "o1",
+        "o1",
+        "o2",
+    ]
+
+
 # --------------------------------------------------------------------------- property: nothing is lost
 
 BAD_CLICKS = {

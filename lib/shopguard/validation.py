@@ -369,8 +369,9 @@ def deduplicate(table: str):
 
     Clicks: exact duplicates sit next to each other once each user-day's rows (`user_day`) are sorted by
     time and then by every other column, so one shuffle finds them; the features' windows over clicks reuse
-    that shuffle and that order. Rows flagged `_bad` (`Validated.carried`) are all kept: they go to
-    quarantine as read. Orders: one row per order_id, which also drops exact duplicates."""
+    that shuffle and that order. Orders: one row per order_id, which also drops exact duplicates. Rows
+    flagged `_bad` (`Validated.carried`) are all kept, and never outrank a valid row: they go to quarantine
+    as read."""
 
     def transform(df: DataFrame) -> DataFrame:
         if table == "clicks":
@@ -382,11 +383,15 @@ def deduplicate(table: str):
                 kept = kept | F.col(BAD)
             return df.withColumn("_previous", previous).where(kept).drop("_previous")
         if table == "transactions":
-            others = [c for c in df.columns if c not in ("order_id", "order_time")]
-            latest = Window.partitionBy("order_id").orderBy(
+            flagged = BAD in df.columns
+            others = [c for c in df.columns if c not in ("order_id", "order_time", BAD, REASON, RECORD)]
+            latest = Window.partitionBy("order_id", *([BAD] if flagged else [])).orderBy(
                 F.col("order_time").desc(), F.expr(_STATUS_RANK).desc(), *others
             )
-            return df.withColumn("_n", F.row_number().over(latest)).where(F.col("_n") == 1).drop("_n")
+            kept = F.col("_n") == 1
+            if flagged:
+                kept = kept | F.col(BAD)
+            return df.withColumn("_n", F.row_number().over(latest)).where(kept).drop("_n")
         return df.dropDuplicates()
 
     return transform

@@ -1,12 +1,12 @@
 """Validate the click and transaction logs of a snapshot's look-back and build the snapshot's features.
 
 The inputs are read once for the features (every count of the run is observed on the way, as a side
-effect of that pass). The clicks, valid and failed rows together (`Validated.carried`), go through one
-shuffle and are cached de-duplicated during the pass: three branches of the features read the valid ones
+effect of that pass). Each log, valid and failed rows together (`Validated.carried`), goes through one
+shuffle and is cached de-duplicated during the pass: three branches of the features read the valid clicks
 (the click aggregates, the distinct entities, each user-day's last click; without the cache each repeated
-the de-duplication's sort: 1 M events, 66 s -> 54 s for the job), and the quarantine the failed ones, where
-it read every click a second time before (10 M events: 19 s). The orders are few: a second read writes
-their failed rows, only when the pass counted any. Only the per-user result is kept until it is written.
+the de-duplication's sort: 1 M events, 66 s -> 54 s for the job), and the quarantine reads the failed rows
+from the caches, where it read the logs a second time before (10 M events: 19 s for the clicks, 3.5 s for
+the orders). Only the per-user result is kept until it is written.
 """
 
 from __future__ import annotations
@@ -40,14 +40,14 @@ INPUTS = ("clicks", "transactions")
 @dataclass
 class _Input:
     """One input log of the snapshot: its valid rows de-duplicated and its quarantined rows, tallied by
-    Observations that the features' pass fills; `cached`, what the pass caches for both (None: nothing)."""
+    Observations that the features' pass fills; `cached`, what the pass caches for both."""
 
     valid: DataFrame
     quarantined: DataFrame
     tallied: Observation
     used: Observation
     pinned: dict[str, Any]
-    cached: DataFrame | None = None
+    cached: DataFrame
 
     def counts(self) -> dict[str, int]:
         """Rows read = used + quarantined + duplicates, and the valid rows dated on the snapshot day."""
@@ -93,7 +93,7 @@ def run(tables: Tables, settings: Settings, run: RunInfo, day: date, key: bytes 
 
         # check both schemas first, so a mismatch writes nothing; then each write replaces partition D
         features = snapshot.where("active").drop("active")
-        # the clicks' failed rows come from the pass's cache; another log is read again only if it had any
+        # the failed rows come from the pass's caches (a log without any adds nothing to the union)
         failed = [got.quarantined for t, got in inputs.items() if counts[t]["quarantined"]]
         quarantine = reduce(DataFrame.unionByName, failed, inputs["clicks"].quarantined.limit(0))
         tables.check("quarantine", quarantine)
@@ -102,8 +102,7 @@ def run(tables: Tables, settings: Settings, run: RunInfo, day: date, key: bytes 
         info = run.commit_info(snapshot_date=day.isoformat(), counts=counts)
         tables.replace("quarantine", quarantine, day, info, also=[("source_table", "in", list(INPUTS))])
         for got in inputs.values():  # released early: the features' write needs only the snapshot
-            if got.cached is not None:
-                got.cached.unpersist()
+            got.cached.unpersist()
         pinned = {t: got.pinned for t, got in inputs.items()}
         info = run.commit_info(snapshot_date=day.isoformat(), rows_written=users, counts=counts, inputs=pinned,
                                users_without_row=inactive)  # fmt: skip
@@ -120,7 +119,7 @@ def run(tables: Tables, settings: Settings, run: RunInfo, day: date, key: bytes 
                  len(features.columns) - 2, tables.path("features"), version)  # fmt: skip
         return {"users": users, "users_without_row": inactive, "counts": counts, "version": version}
     finally:  # the session may outlive the step (the nightly runner), also when the step fails
-        for cached in [snapshot, *(got.cached for got in inputs.values() if got.cached is not None)]:
+        for cached in [snapshot, *(got.cached for got in inputs.values())]:
             cached.unpersist()
 
 
@@ -139,13 +138,11 @@ def _validated(
     checked, tallied = checked.observed()
     used = Observation(f"used_{table}")
     pinned = {"path": path, "version": version}
-    if table == "clicks":  # valid and failed rows through one shuffle and one cache (module docstring)
-        kept = checked.carried().transform(deduplicate(table))
-        kept = kept.observe(used, F.count_if(~F.col(BAD)).alias("used")).persist(StorageLevel.MEMORY_AND_DISK)
-        valid = kept.where(~F.col(BAD)).select(*schemas.CANONICAL[table].fieldNames())
-        return _Input(valid, checked.quarantine_of(kept), tallied, used, pinned, cached=kept)
-    valid = checked.valid.transform(deduplicate(table)).observe(used, F.count(F.lit(1)).alias("used"))
-    return _Input(valid, checked.quarantined, tallied, used, pinned)
+    # valid and failed rows through one shuffle and one cache (module docstring)
+    kept = checked.carried().transform(deduplicate(table))
+    kept = kept.observe(used, F.count_if(~F.col(BAD)).alias("used")).persist(StorageLevel.MEMORY_AND_DISK)
+    valid = kept.where(~F.col(BAD)).select(*schemas.CANONICAL[table].fieldNames())
+    return _Input(valid, checked.quarantine_of(kept), tallied, used, pinned, cached=kept)
 
 
 def _empty_day(
