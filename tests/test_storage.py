@@ -225,3 +225,18 @@ def test_a_table_written_through_one_backend_is_read_appended_and_overwritten_th
         assert reader.history(path)[1].info["job"] == "x"
         assert reader.partition_values(path) == [{"day": "2026-11-01"}, {"day": "2026-11-02"}]
     assert DeltaTable(path).version() == 2
+
+
+def test_version_is_the_latest_commit_whoever_made_it_and_a_missing_table_is_an_error(
+    spark, storage, tmp_path
+):
+    path = str(tmp_path / "t")
+    with pytest.raises(StorageError, match="no Delta table"):
+        storage.version(path)
+    storage.write(rows(spark, [("a", 1.0, AT, D1)]), path, mode="append", partition_by=["day"])
+    assert storage.version(path) == 0
+    # another writer commits behind this session's back (delta-rs, outside Spark): the next ask sees it
+    from deltalake import write_deltalake
+
+    write_deltalake(path, rows(spark, [("b", 2.0, AT, D2)]).toArrow(), mode="append")
+    assert storage.version(path) == 1 == DeltaTable(path).version()

@@ -56,7 +56,16 @@ class DeltaSparkStorage(DeltaStorage):
         return bool(DeltaTable.isDeltaTable(self.spark, path))
 
     def version(self, path: str) -> int:
-        return int(self._table(path).history(1).collect()[0]["version"])
+        """The latest version, from the snapshot Delta's own reader resolves (`DeltaLog.update`): a few
+        milliseconds, where `DeltaTable.history(1)` runs a Spark job (warm session: ~11 ms against ~270 ms;
+        a features job asks six times)."""
+        jvm = self.spark._jvm
+        assert jvm is not None  # a classic session (delta-spark needs one)
+        log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, path)
+        version = int(log.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty()).version())
+        if version < 0:  # Delta's snapshot of a folder without a log
+            raise StorageError(f"no Delta table at {path}")
+        return version
 
     def schema(self, path: str) -> T.StructType:
         schema: T.StructType = self._table(path).toDF().schema
