@@ -34,8 +34,7 @@ def one_size(root: Path, batch_rows: int) -> None:
 
     stored = load_model(str(root / "models"))
     s = load_settings().scoring
-    plan = ScoringPlan.from_metadata(stored.model_bytes, stored.metadata, alert_threshold=s.alert_threshold,
-                                     block_threshold=s.block_threshold, n_reasons=s.n_reasons)  # fmt: skip
+    plan = ScoringPlan.from_settings(stored.model_bytes, stored.metadata, s)
     frame = _features_matrix(root)
     now = datetime.now(UTC)
     seconds = 0.0

@@ -281,8 +281,7 @@ def keras_score(root: Path) -> None:
 
     stored = load_model(str(root / "models"))
     settings = load_settings().scoring
-    plan = ScoringPlan.from_metadata(stored.model_bytes, stored.metadata, alert_threshold=settings.alert_threshold,
-                                     block_threshold=settings.block_threshold, n_reasons=settings.n_reasons)  # fmt: skip
+    plan = ScoringPlan.from_settings(stored.model_bytes, stored.metadata, settings)
     frame = _features_matrix(root)
     warm_up = frame.head(1)  # loads the model, as each Python worker does once
     score_frame(warm_up, plan, datetime.now(UTC), DAY)

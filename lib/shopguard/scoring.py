@@ -18,6 +18,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
 from shopguard import schemas
+from shopguard.config import ScoringSettings
 from shopguard.features import feature_columns, feature_fingerprint
 from shopguard.model.metadata import ModelMetadata
 
@@ -72,6 +73,19 @@ class ScoringPlan:
             alert_threshold=float(alert),
             block_threshold=float(block),
             n_reasons=n_reasons,
+        )
+
+    @classmethod
+    def from_settings(
+        cls, model_bytes: bytes, metadata: ModelMetadata, scoring: ScoringSettings
+    ) -> ScoringPlan:
+        """The plan a run scores with: the `scoring:` settings over what the model stored."""
+        return cls.from_metadata(
+            model_bytes,
+            metadata,
+            alert_threshold=scoring.alert_threshold,
+            block_threshold=scoring.block_threshold,
+            n_reasons=scoring.n_reasons,
         )
 
 

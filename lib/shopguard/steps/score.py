@@ -23,8 +23,7 @@ def run(
 ) -> dict[str, int]:
     """Partition score_date=D of the scores table (or of shadow_scores, for a challenger), checked after the
     commit; returns users per action."""
-    plan = ScoringPlan.from_metadata(stored.model_bytes, stored.metadata, alert_threshold=s.alert_threshold,
-                                     block_threshold=s.block_threshold, n_reasons=s.n_reasons)  # fmt: skip
+    plan = ScoringPlan.from_settings(stored.model_bytes, stored.metadata, s)
     tables.storage.spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(s.batch_rows))
     version = tables.require("features", "run the features job first")
     features = tables.on("features", day, version=version)
