@@ -17,14 +17,12 @@ import argparse
 import importlib.util
 import json
 import logging
-import os
 import sys
 import time
 from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("SPARK_CONF_DIR", str(ROOT / "conf" / "spark"))  # Spark logs warnings only
 MODES = ("autoencoder", "semi_supervised", "classifier")
 DAY = date(2026, 11, 22)
 

@@ -12,13 +12,11 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import shutil
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("SPARK_CONF_DIR", str(ROOT / "conf" / "spark"))
 DAY = "2026-11-22"
 
 

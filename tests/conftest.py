@@ -17,7 +17,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("SPARK_CONF_DIR", str(ROOT / "conf" / "spark"))
 PSEUDONYM_KEY = "test-pseudonym-key-0123456789"
 
 from deltalake import DeltaTable  # noqa: E402

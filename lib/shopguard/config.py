@@ -34,6 +34,9 @@ class SparkSettings(_Section):
     app_name: str = "shopguard"
     # Passed to spark-submit (so driver memory applies) and to the session builder.
     conf: dict[str, str] = Field(default_factory=dict)
+    # The driver JVM's class-data archive, built by ./submit.sh setup (relative to the repository;
+    # shopguard.driverjvm); null: every job's JVM loads Spark's classes from the jars.
+    class_archive: str | None = "build/driver-classes.jsa"
 
     @field_validator("conf", mode="before")
     @classmethod

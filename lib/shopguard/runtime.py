@@ -61,18 +61,24 @@ def add_log_file(path: str) -> None:
 
 
 def spark_conf(
-    settings: SparkSettings, storage: StorageSettings | None = None, catalog: CatalogSettings | None = None
+    settings: SparkSettings,
+    storage: StorageSettings | None = None,
+    catalog: CatalogSettings | None = None,
+    driver_jvm: bool = True,
 ) -> dict[str, str]:
     """Everything the session is built with: conf/'s spark.conf, the Delta jars where setup fetched them,
-    the shared metastore where the catalog is on, and the settings shopguard's correctness depends on."""
+    the shared metastore where the catalog is on, the settings shopguard's correctness depends on, and
+    (`driver_jvm`) the driver JVM's log configuration and class archive (shopguard.driverjvm)."""
     from shopguard.deltajars import delta_conf
+    from shopguard.driverjvm import java_options, with_java_options
     from shopguard.warehouse import metastore_conf
 
     extra = {
         **(delta_conf(storage) if storage else {}),
         **(metastore_conf(catalog, storage) if catalog and storage else {}),
     }
-    return {**settings.conf, **extra, **REQUIRED_SPARK_CONF}
+    conf = {**settings.conf, **extra, **REQUIRED_SPARK_CONF}
+    return with_java_options(conf, java_options(settings)) if driver_jvm else conf
 
 
 def build_spark(

@@ -165,7 +165,8 @@ def thrift_command(settings: Settings) -> list[str]:
     """spark-submit line of Spark's Thrift JDBC/ODBC server with the Delta jars and the shared catalog."""
     from shopguard.runtime import spark_conf
 
-    conf = spark_conf(settings.spark, settings.storage, settings.catalog)
+    # Not the jobs' driver options: the server logs at INFO (its start line), and its class path differs
+    conf = spark_conf(settings.spark, settings.storage, settings.catalog, driver_jvm=False)
     conf.pop("spark.submit.deployMode", None)
     # The server's JDBC sessions resolve Delta's catalog through the JVM's own class path, not spark.jars.
     jars = [j for j in conf.get("spark.jars", "").split(",") if j]
