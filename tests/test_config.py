@@ -5,7 +5,14 @@ import shutil
 import pytest
 
 from shopguard.cli import submit_args
-from shopguard.config import DEFAULT_CONF_DIR, ConfigError, load_settings, parse_override
+from shopguard.config import (
+    CHECKOUT,
+    DEFAULT_CONF_DIR,
+    ConfigError,
+    checkout_path,
+    load_settings,
+    parse_override,
+)
 from shopguard.runtime import REQUIRED_SPARK_CONF
 
 
@@ -91,3 +98,10 @@ def test_the_configuration_folder_comes_from_the_environment_when_the_package_li
         "--master",
         "spark://staging:7077",
     ]
+
+
+def test_a_path_setting_is_under_the_checkout_unless_absolute_and_null_is_off(tmp_path):
+    assert checkout_path("build/delta-jars") == CHECKOUT / "build" / "delta-jars"
+    assert checkout_path(str(tmp_path)) == tmp_path
+    assert checkout_path(None) is None
+    assert (CHECKOUT / "conf" / "base").is_dir()

@@ -21,13 +21,12 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import Any, get_args
 
-from shopguard.config import DEFAULT_CONF_DIR, ConfigError, Mode, Settings, load_settings
+from shopguard.config import CHECKOUT, DEFAULT_CONF_DIR, ConfigError, Mode, Settings, load_settings
 from shopguard.errors import ExitCode
 
-JOBS_DIR = Path(__file__).resolve().parents[2] / "jobs"
+JOBS_DIR = CHECKOUT / "jobs"
 MODES: tuple[str, ...] = get_args(Mode)
 
 

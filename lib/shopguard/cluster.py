@@ -18,7 +18,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-STATE_DIR = Path(__file__).resolve().parents[2] / "build" / "cluster"
+from shopguard.config import CHECKOUT
+
+STATE_DIR = CHECKOUT / "build" / "cluster"
 
 
 class ClusterError(RuntimeError):

@@ -18,7 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shopguard import schemas
 
-DEFAULT_CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+CHECKOUT = Path(__file__).resolve().parents[2]  # the repository the package runs from (an editable install)
+DEFAULT_CONF_DIR = CHECKOUT / "conf"
+
+
+def checkout_path(setting: str | None) -> Path | None:
+    """A setting that names a path relative to the checkout (or absolute); None where it is null: off."""
+    if setting is None:
+        return None
+    path = Path(setting)
+    return path if path.is_absolute() else CHECKOUT / path
 
 
 class ConfigError(ValueError):

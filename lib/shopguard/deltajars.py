@@ -15,10 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from shopguard.config import StorageSettings
+from shopguard.config import CHECKOUT, StorageSettings, checkout_path
 
-REPO = Path(__file__).resolve().parents[2]
-IVY_SETTINGS = REPO / "conf" / "spark" / "ivysettings.xml"
+IVY_SETTINGS = CHECKOUT / "conf" / "spark" / "ivysettings.xml"
 SCALA = "2.13"
 DELTA_SQL_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -47,10 +46,7 @@ def artifacts(version: str) -> list[str]:
 
 
 def jar_folder(settings: StorageSettings) -> Path | None:
-    if settings.delta_jars is None:
-        return None
-    folder = Path(settings.delta_jars)
-    return folder if folder.is_absolute() else REPO / folder
+    return checkout_path(settings.delta_jars)
 
 
 def jars(settings: StorageSettings) -> list[Path]:

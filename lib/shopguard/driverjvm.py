@@ -23,10 +23,9 @@ import time
 from datetime import date
 from pathlib import Path
 
-from shopguard.config import Settings, SparkSettings
+from shopguard.config import CHECKOUT, Settings, SparkSettings, checkout_path
 
-REPO = Path(__file__).resolve().parents[2]
-LOG_CONFIG = REPO / "conf" / "spark" / "log4j2.properties"
+LOG_CONFIG = CHECKOUT / "conf" / "spark" / "log4j2.properties"
 JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 FIRST_QUERY = "from pyspark.sql import SparkSession\nSparkSession.builder.getOrCreate().range(3).count()\n"
 # A stale archive is the JVM's to refuse; it says so in CDS log lines, which would end up in every job's log.
@@ -35,10 +34,7 @@ _QUIET = ("-Xlog:cds=off", "-Xlog:cds+dynamic=off")
 
 def archive_path(settings: SparkSettings) -> Path | None:
     """Where setup puts the archive (spark.class_archive, relative to the checkout), or None: off."""
-    if settings.class_archive is None:
-        return None
-    path = Path(settings.class_archive)
-    return path if path.is_absolute() else REPO / path
+    return checkout_path(settings.class_archive)
 
 
 def java_options(settings: SparkSettings) -> list[str]:
@@ -93,7 +89,7 @@ def build(settings: Settings) -> Path | None:
                 command += ["--conf", f"{key}={value}"]
             with open(log, "ab") as out:
                 done = subprocess.run([*command, *program], stdout=out, stderr=subprocess.STDOUT, env=env,
-                                      cwd=REPO, check=False)  # fmt: skip
+                                      cwd=CHECKOUT, check=False)  # fmt: skip
             if done.returncode != 0 or not partial.is_file():
                 tail = log.read_text(errors="replace").splitlines()[-15:]
                 partial.unlink(missing_ok=True)

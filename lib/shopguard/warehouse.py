@@ -23,12 +23,11 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from shopguard.config import CatalogSettings, Settings, StorageSettings
+from shopguard.config import CHECKOUT, CatalogSettings, Settings, StorageSettings
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
-STATE_DIR = REPO / "build" / "warehouse"
+STATE_DIR = CHECKOUT / "build" / "warehouse"
 # Every table the jobs write, and the inputs, under their shopguard names.
 
 
