@@ -10,7 +10,13 @@ from shopguard import schemas
 from shopguard.features import feature_fingerprint
 from shopguard.model import TrainingParams, batch_scores, train
 from shopguard.registry import load_model, save_model
-from shopguard.scoring import ModelMismatchError, ScoringPlan, check_features_match, score_users
+from shopguard.scoring import (
+    ModelMismatchError,
+    ScoringPlan,
+    check_features_match,
+    score_users,
+    warm_workers,
+)
 
 NAMES = ["logins_7d", "orders_7d", "amount_max_7d"]
 SCHEMA = T.StructType(
@@ -61,6 +67,30 @@ def test_udf_scores_match_the_model_called_directly(spark, stored):
     assert {r.model_version for r in out.values()} == {"v1"} and odd.scored_at == AT.replace(tzinfo=None)
     passing = [r for r in out.values() if r.score < plan.alert_threshold]
     assert passing and all(r.action == "pass" and not r.is_anomaly for r in passing)
+
+
+def test_warmed_workers_are_the_ones_scoring_gets_with_the_model_loaded(spark, stored):
+    model, _ = stored
+    plan = ScoringPlan.from_metadata(model.model_bytes, model.metadata)
+    tasks = spark.sparkContext.defaultParallelism
+    warmed = warm_workers(spark.range(0, tasks, 1, tasks), plan).collect()
+    assert len(warmed) == tasks and all(r.seconds >= 0 for r in warmed)
+
+    def probe(batches):
+        import os
+
+        import pandas as pd
+
+        from shopguard.scoring import _WORKER_MODELS
+
+        for _ in batches:
+            pass
+        yield pd.DataFrame({"pid": [os.getpid()], "loaded": [plan.model_sha256 in _WORKER_MODELS]})
+
+    probed = spark.range(0, tasks, 1, tasks).mapInPandas(probe, "pid long, loaded boolean").collect()
+    reused = {r.pid for r in probed} & {r.worker_pid for r in warmed}
+    assert reused, "the pandas UDF ran in other Python workers than the warmed ones"
+    assert all(r.loaded for r in probed if r.pid in reused)
 
 
 def test_configured_thresholds_override_the_model(stored):

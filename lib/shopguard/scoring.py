@@ -1,12 +1,15 @@
 """Scoring across the cluster: a pandas UDF (mapInPandas) applies the model to Arrow batches of users.
 
 The model travels as bytes inside the UDF's closure (PySpark broadcasts a large closure by itself), and
-each Python worker loads it once, keyed by its checksum, then calls it on every batch it is given.
+each Python worker loads it once, keyed by its checksum, then calls it on every batch it is given. Loading
+means importing Keras and TensorFlow first (4-5 s per worker), so the score job can have the workers load
+it (`warm_workers`) while the driver is still reading the features.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -117,6 +120,25 @@ def _worker_model(plan: ScoringPlan):
         _WORKER_MODELS.clear()  # keep one model per worker
         _WORKER_MODELS[plan.model_sha256] = model
     return model
+
+
+WARMED = "worker_pid long, seconds double"
+
+
+def warm_workers(seeds: DataFrame, plan: ScoringPlan) -> DataFrame:
+    """One row per partition of `seeds`: the Python worker that loaded the plan's model, and how long that
+    took. It is a pandas UDF like the scoring itself, because that is what makes Spark hand the scoring the
+    same (reused) workers: the workers of an RDD job doing the same were not reused by the scoring."""
+
+    def load(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        started = time.perf_counter()
+        _worker_model(plan)
+        for _ in batches:
+            pass
+        seconds = time.perf_counter() - started
+        yield pd.DataFrame({"worker_pid": [os.getpid()], "seconds": [seconds]})
+
+    return seeds.mapInPandas(load, WARMED)
 
 
 CRASH_WORKER_ONCE = "SHOPGUARD_CRASH_WORKER_ONCE"

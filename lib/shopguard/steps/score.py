@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import UTC, date, datetime
 
 from pyspark import StorageLevel
+from pyspark.sql import SparkSession
 
 from shopguard.catalog import Tables
 from shopguard.config import ScoringSettings
 from shopguard.errors import InputError
 from shopguard.registry import StoredModel
 from shopguard.runtime import RunInfo
-from shopguard.scoring import ScoringPlan, check_features_match, score_users
+from shopguard.scoring import ScoringPlan, check_features_match, score_users, warm_workers
 
 log = logging.getLogger("shopguard.score")
 
@@ -25,6 +27,17 @@ def run(
     commit; returns users per action."""
     plan = ScoringPlan.from_settings(stored.model_bytes, stored.metadata, s)
     tables.storage.spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(s.batch_rows))
+    warming = _start_warming(tables.storage.spark, plan) if s.warm_workers else None
+    try:
+        return _score(tables, run, day, stored, plan, table)
+    finally:
+        if warming is not None:
+            warming.join()
+
+
+def _score(
+    tables: Tables, run: RunInfo, day: date, stored: StoredModel, plan: ScoringPlan, table: str
+) -> dict[str, int]:
     version = tables.require("features", "run the features job first")
     features = tables.on("features", day, version=version)
     check_features_match(features.schema, stored.metadata)
@@ -55,6 +68,26 @@ def run(
     log.info("scored %d users of %s with %s in %.1f s (%.0f users/s) -> %s (version %d): %s", users, day,
              stored.version, seconds, users / max(seconds, 1e-9), tables.path(table), written, actions)  # fmt: skip
     return actions
+
+
+def _start_warming(spark: SparkSession, plan: ScoringPlan) -> threading.Thread:
+    """The executors' Python workers import Keras and load the model in a background job while this thread
+    reads and counts the features, instead of at the start of the scoring stage."""
+    workers = spark.sparkContext.defaultParallelism
+
+    def warm() -> None:
+        try:
+            loaded = warm_workers(spark.range(0, workers, 1, workers), plan).collect()
+        except Exception as exc:  # the scoring loads the model itself and reports its own failure
+            log.warning("could not load the model into the Python workers ahead of scoring: %s", exc)
+            return
+        slowest = max((r["seconds"] for r in loaded), default=0.0)
+        log.info("the model loaded into %d Python workers ahead of scoring (%.1f s at most)",
+                 len({r["worker_pid"] for r in loaded}), slowest)  # fmt: skip
+
+    thread = threading.Thread(target=warm, name="shopguard-warm-workers", daemon=True)
+    thread.start()
+    return thread
 
 
 def _empty_snapshot_allowed(tables: Tables, day: date) -> bool:
