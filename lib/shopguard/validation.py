@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from pydantic import field_validator
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, Observation, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -27,6 +27,7 @@ SOURCE = "_source"  # struct of the row as read, kept until quarantine serialise
 REASON = "_reason"  # every rule a row failed, as text: only computed for the rows that failed one
 BAD = "_bad"  # whether a row failed any rule: what the valid rows are filtered on
 RECORD = "_record"  # a failed row as read, as JSON (Validated.carried)
+DUPLICATE = "_duplicate"  # whether a valid row repeats one kept before it (flag_duplicates)
 
 
 class SchemaError(ValueError):
@@ -106,36 +107,42 @@ class Validated:
 
     def counts(self) -> tuple[int, int]:
         """(rows read, rows quarantined) in one pass."""
-        tally = self.tally()
+        (tally,) = tally_all({self.table: self.flagged}, self.snapshot_date).values()
         return tally.read, tally.quarantined
-
-    def tally(self) -> Counts:
-        """Rows read, rows quarantined, and valid rows that happened on the snapshot date, in one pass."""
-        row = self.flagged.agg(*self._tallies()).first()
-        assert row is not None  # an aggregate always has one row
-        return Counts(int(row["read"]), int(row["quarantined"]), int(row["on_date"]))
-
-    def observed(self) -> tuple[Validated, Observation]:
-        """The same rows, tallied as a side effect of the first action that reads them all (Spark's
-        Observation: no pass of its own). After that action, `Counts(**observation.get)`."""
-        observation = Observation(f"tally_{self.table}")
-        return replace(self, flagged=self.flagged.observe(observation, *self._tallies())), observation
-
-    def _tallies(self) -> list[Column]:
-        day = datetime.combine(self.snapshot_date, datetime.min.time(), tzinfo=UTC)
-        moment = F.col(schemas.TIME_COLUMN[self.table])
-        on_date = ~F.col(BAD) & (moment >= F.lit(day)) & (moment < F.lit(day + timedelta(days=1)))
-        return [
-            F.count(F.lit(1)).alias("read"),
-            F.count_if(F.col(BAD)).alias("quarantined"),
-            F.count_if(on_date).alias("on_date"),
-        ]
 
 
 class Counts(NamedTuple):
+    """Every row read is exactly one of used, quarantined or a duplicate."""
+
     read: int
+    used: int
     quarantined: int
-    on_date: int  # valid rows that happened on the snapshot date itself
+    duplicates: int
+    on_date: int  # rows used that happened on the snapshot date itself
+
+
+def tally_all(frames: dict[str, DataFrame], snapshot_date: date) -> dict[str, Counts]:
+    """Counts of each input, in one Spark job, from frames that flag their rows `_bad` and (where
+    de-duplicated) `_duplicate`: rows are counted where they are, exactly. Accumulators (Spark's
+    Observation) count a partition again whenever it is computed again, which happens on a cluster (a
+    cached partition built by two executors at once, a stage rerun after a lost executor): measured on a
+    standalone cluster, 1,036 orders read counted as 1,282 used."""
+    day = datetime.combine(snapshot_date, datetime.min.time(), tzinfo=UTC)
+    rows = []
+    for table, df in frames.items():
+        bad = F.col(BAD)
+        duplicate = F.col(DUPLICATE) if DUPLICATE in df.columns else F.lit(False)
+        used = ~bad & ~duplicate
+        moment = F.col(schemas.TIME_COLUMN[table])
+        on_date = used & (moment >= F.lit(day)) & (moment < F.lit(day + timedelta(days=1)))
+        rows.append(df.agg(
+            F.count(F.lit(1)).alias(f"{table}.read"), F.count_if(used).alias(f"{table}.used"),
+            F.count_if(bad).alias(f"{table}.quarantined"), F.count_if(duplicate).alias(f"{table}.duplicates"),
+            F.count_if(on_date).alias(f"{table}.on_date"),
+        ))  # fmt: skip
+    row = reduce(DataFrame.crossJoin, rows).first()
+    assert row is not None  # aggregates without grouping always have one row
+    return {t: Counts(*(int(row[f"{t}.{f}"]) for f in Counts._fields)) for t in frames}
 
 
 # --------------------------------------------------------------------------- schema
@@ -365,33 +372,41 @@ def user_day(time_column: str) -> list[Column]:
 
 
 def deduplicate(table: str):
-    """DataFrame -> DataFrame without exact duplicates; orders keep one row per order_id, the latest.
+    """DataFrame -> DataFrame without the rows `flag_duplicates` flags."""
+
+    def transform(df: DataFrame) -> DataFrame:
+        return df.transform(flag_duplicates(table)).where(~F.col(DUPLICATE)).drop(DUPLICATE)
+
+    return transform
+
+
+def flag_duplicates(table: str):
+    """DataFrame -> DataFrame with `_duplicate`: true on exact duplicates after their first row; orders keep
+    one row per order_id, the latest, and flag the others. Flagged, not dropped, so that they are counted
+    where they are (`tally_all`).
 
     Clicks: exact duplicates sit next to each other once each user-day's rows (`user_day`) are sorted by
     time and then by every other column, so one shuffle finds them; the features' windows over clicks reuse
-    that shuffle and that order. Orders: one row per order_id, which also drops exact duplicates. Rows
-    flagged `_bad` (`Validated.carried`) are all kept, and never outrank a valid row: they go to quarantine
-    as read."""
+    that shuffle and that order. Orders: one row per order_id, which also flags exact duplicates. Rows
+    flagged `_bad` (`Validated.carried`) are never duplicates, and never outrank a valid row: they go to
+    quarantine as read."""
 
     def transform(df: DataFrame) -> DataFrame:
+        bad = F.col(BAD) if BAD in df.columns else F.lit(False)
         if table == "clicks":
             time_first = ["event_time", *(c for c in df.columns if c not in ("user_id", "event_time"))]
             row = F.struct(*df.columns)
             previous = F.lag(row).over(Window.partitionBy(*user_day("event_time")).orderBy(*time_first))
-            kept = ~row.eqNullSafe(F.col("_previous"))
-            if BAD in df.columns:
-                kept = kept | F.col(BAD)
-            return df.withColumn("_previous", previous).where(kept).drop("_previous")
-        if table == "transactions":
-            flagged = BAD in df.columns
+            repeated = row.eqNullSafe(previous)
+        elif table == "transactions":
             others = [c for c in df.columns if c not in ("order_id", "order_time", BAD, REASON, RECORD)]
-            latest = Window.partitionBy("order_id", *([BAD] if flagged else [])).orderBy(
+            latest = Window.partitionBy("order_id", *([BAD] if BAD in df.columns else [])).orderBy(
                 F.col("order_time").desc(), F.expr(_STATUS_RANK).desc(), *others
             )
-            kept = F.col("_n") == 1
-            if flagged:
-                kept = kept | F.col(BAD)
-            return df.withColumn("_n", F.row_number().over(latest)).where(kept).drop("_n")
-        return df.dropDuplicates()
+            repeated = F.row_number().over(latest) > 1
+        else:
+            every = Window.partitionBy(*df.columns).orderBy(*df.columns)
+            repeated = F.row_number().over(every) > 1
+        return df.withColumn(DUPLICATE, ~bad & repeated)
 
     return transform
