@@ -1,9 +1,9 @@
 """Validate the click and transaction logs of a snapshot's look-back and build the snapshot's features.
 
 The inputs are read once for the features. Each log, valid and failed rows together (`Validated.carried`),
-goes through one shuffle and is cached with its duplicates flagged during the pass, so that the run's
-counts are one small job over the caches afterwards (exact, where accumulators count a partition computed
-twice twice: `validation.tally_all`): three branches of the features read the valid clicks
+goes through one shuffle and is cached, its duplicates flagged, during the pass; the run's counts are one
+small job over the caches after it (`validation.tally_all`: exact, where Spark's accumulators count a
+partition as often as it is computed). Three branches of the features read the valid clicks
 (the click aggregates, the distinct entities, each user-day's last click; without the cache each repeated
 the de-duplication's sort: 1 M events, 66 s -> 54 s for the job), and the quarantine reads the failed rows
 from the caches, where it read the logs a second time before (10 M events: 19 s for the clicks, 3.5 s for
@@ -66,12 +66,10 @@ def run(tables: Tables, settings: Settings, run: RunInfo, day: date, key: bytes 
     snapshot = user_snapshot(inputs["clicks"].valid, inputs["transactions"].valid, day, spec)
     try:
         snapshot = snapshot.persist(StorageLevel.MEMORY_AND_DISK)
-        # the one pass over the inputs: the per-user rows, and every count observed on the way
+        # the one pass over the inputs: the per-user rows, and the caches that the counts come from
         active = {bool(r["active"]): int(r["count"]) for r in snapshot.groupBy("active").count().collect()}
         users, inactive = active.get(True, 0), active.get(False, 0)
-        tallied = tally_all(
-            {t: got.cached for t, got in inputs.items()}, day
-        )  # one small job over the caches
+        tallied = tally_all({t: got.cached for t, got in inputs.items()}, day)
         counts = {t: c._asdict() for t, c in tallied.items()}
         for table, got in inputs.items():
             c = counts[table]
