@@ -102,7 +102,7 @@ def build(settings: Settings) -> Path | None:
 
 def _workload(root: str) -> None:
     """What the jobs load: Delta reads and writes, validation, the features' windows and aggregates,
-    Observations, caching, and a pandas UDF over Arrow."""
+    caching and the counts over the caches, and a pandas UDF over Arrow."""
     import pandas as pd
 
     from shopguard.catalog import Tables
