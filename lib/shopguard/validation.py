@@ -121,6 +121,11 @@ class Counts(NamedTuple):
     on_date: int  # rows used that happened on the snapshot date itself
 
 
+def is_used(df: DataFrame) -> Column:
+    """The rows that feed the features: they passed every rule and repeat no row kept before them."""
+    return ~F.col(BAD) & (~F.col(DUPLICATE) if DUPLICATE in df.columns else F.lit(True))
+
+
 def tally_all(frames: dict[str, DataFrame], snapshot_date: date) -> dict[str, Counts]:
     """Counts of each input, in one Spark job, from frames that flag their rows `_bad` and (where
     de-duplicated) `_duplicate`: rows are counted where they are, exactly. Accumulators (Spark's
@@ -132,7 +137,7 @@ def tally_all(frames: dict[str, DataFrame], snapshot_date: date) -> dict[str, Co
     for table, df in frames.items():
         bad = F.col(BAD)
         duplicate = F.col(DUPLICATE) if DUPLICATE in df.columns else F.lit(False)
-        used = ~bad & ~duplicate
+        used = is_used(df)
         moment = F.col(schemas.TIME_COLUMN[table])
         on_date = used & (moment >= F.lit(day)) & (moment < F.lit(day + timedelta(days=1)))
         rows.append(df.agg(
@@ -372,9 +377,12 @@ def user_day(time_column: str) -> list[Column]:
 
 
 def deduplicate(table: str):
-    """DataFrame -> DataFrame without the rows `flag_duplicates` flags."""
+    """DataFrame -> DataFrame without the rows `flag_duplicates` flags; other tables (labels) without
+    exact duplicates."""
 
     def transform(df: DataFrame) -> DataFrame:
+        if table not in ("clicks", "transactions"):
+            return df.dropDuplicates()
         return df.transform(flag_duplicates(table)).where(~F.col(DUPLICATE)).drop(DUPLICATE)
 
     return transform
@@ -405,8 +413,7 @@ def flag_duplicates(table: str):
             )
             repeated = F.row_number().over(latest) > 1
         else:
-            every = Window.partitionBy(*df.columns).orderBy(*df.columns)
-            repeated = F.row_number().over(every) > 1
+            raise ValueError(f"flag_duplicates: no rule for table {table!r}; expected clicks or transactions")
         return df.withColumn(DUPLICATE, ~bad & repeated)
 
     return transform

@@ -20,7 +20,6 @@ from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from shopguard import schemas
 from shopguard.catalog import Tables
@@ -30,16 +29,7 @@ from shopguard.features import FeatureSpec, input_date_range, user_snapshot
 from shopguard.inputs import read_window
 from shopguard.privacy import pseudonymise
 from shopguard.runtime import RunInfo
-from shopguard.validation import (
-    BAD,
-    DUPLICATE,
-    Rules,
-    conform,
-    flag_duplicates,
-    normalise,
-    tally_all,
-    validate,
-)
+from shopguard.validation import Rules, conform, flag_duplicates, is_used, normalise, tally_all, validate
 
 log = logging.getLogger("shopguard.features")
 
@@ -127,7 +117,7 @@ def _validated(
     pinned = {"path": path, "version": version}
     # valid and failed rows through one shuffle and one cache (module docstring)
     kept = checked.carried().transform(flag_duplicates(table)).persist(StorageLevel.MEMORY_AND_DISK)
-    valid = kept.where(~F.col(BAD) & ~F.col(DUPLICATE)).select(*schemas.CANONICAL[table].fieldNames())
+    valid = kept.where(is_used(kept)).select(*schemas.CANONICAL[table].fieldNames())
     return _Input(valid, checked.quarantine_of(kept), pinned, cached=kept)
 
 
