@@ -9,6 +9,7 @@ from shopguard.config import (
     CHECKOUT,
     DEFAULT_CONF_DIR,
     ConfigError,
+    checkout_of,
     checkout_path,
     load_settings,
     parse_override,
@@ -105,3 +106,10 @@ def test_a_path_setting_is_under_the_checkout_unless_absolute_and_null_is_off(tm
     assert checkout_path(str(tmp_path)) == tmp_path
     assert checkout_path(None) is None
     assert (CHECKOUT / "conf" / "base").is_dir()
+
+
+def test_a_driver_importing_the_shipped_zip_finds_the_checkout_it_was_built_in():
+    """A cluster job's driver imports build/shopguard.zip (--py-files) before the installed package: its
+    checkout paths (the class archive, Delta's jars) must still point into the checkout."""
+    assert checkout_of(CHECKOUT / "lib" / "shopguard" / "config.py") == CHECKOUT
+    assert checkout_of(CHECKOUT / "build" / "shopguard.zip" / "shopguard" / "config.py") == CHECKOUT

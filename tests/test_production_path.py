@@ -36,9 +36,11 @@ def production(tmp_path_factory):
     metastore_up(settings.catalog, settings.storage, work / "metastore")
     cluster = start(work / "cluster", workers=2, cores=1, memory="2g", port=17077, web_port=18080)
     tables = work / "tables"
+    # where each executor's classes came from: test_the_executors_map_sparks_classes_from_the_archive...
+    classes = f"-Xlog:class+load=info:file={work}/executor-%p.classes"
     common = ["--profile", "standalone", "--set", f"spark.master={cluster.master_url}",
               "--set", f"tables.root={tables}", "--set", "generate.users=400", "--set", "model.epochs=3",
-              *catalog]  # fmt: skip
+              "--set", f"spark.conf.spark.executor.extraJavaOptions={classes}", *catalog]  # fmt: skip
     try:
         nightly = ["--from", YESTERDAY, "--to", DAY,  # the first night trains the first model
                    "--set", "nightly.train=never", "--set", "nightly.evaluate=false"]  # fmt: skip
@@ -99,6 +101,21 @@ def test_every_row_read_on_the_cluster_is_counted_once(production):
     assert {t: {k: v for k, v in c.items() if k != "on_date"} for t, c in nights[YESTERDAY].items()} == {
         t: {k: v for k, v in c.items() if k != "on_date"} for t, c in nights[DAY].items()
     }
+
+
+def test_the_executors_map_sparks_classes_from_the_archive_setup_built(production):
+    """Executors on the machine where setup ran start from the driver's class archive (shopguard.driverjvm)."""
+    *_, work = production
+    logs = sorted(work.glob("executor-*.classes"))
+    assert len(logs) >= 4  # two executors for each of the two applications
+    for log in logs:
+        sources = {
+            line.split()[1]: line.split(" source: ")[-1]
+            for line in log.read_text().splitlines()
+            if " source: " in line
+        }
+        for name in ("org.apache.spark.executor.Executor", "org.apache.spark.sql.catalyst.InternalRow"):
+            assert sources[name] == "shared objects file (top)", (log.name, name, sources.get(name))
 
 
 def test_cluster_deploy_mode_is_refused_with_the_reason():

@@ -18,7 +18,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shopguard import schemas
 
-CHECKOUT = Path(__file__).resolve().parents[2]  # the repository the package runs from (an editable install)
+
+def checkout_of(module_file: Path) -> Path:
+    """The repository a module of this package runs from: lib/shopguard's grandparent (an editable install),
+    or, where a cluster job's driver imports the zip submit.sh ships with --py-files (build/shopguard.zip,
+    first on its path), the checkout that zip was built in."""
+    for parent in module_file.parents:
+        if parent.suffix == ".zip":
+            return parent.parent.parent
+    return module_file.parents[2]
+
+
+CHECKOUT = checkout_of(Path(__file__).resolve())
 DEFAULT_CONF_DIR = CHECKOUT / "conf"
 
 

@@ -68,9 +68,10 @@ def spark_conf(
 ) -> dict[str, str]:
     """Everything the session is built with: conf/'s spark.conf, the Delta jars where setup fetched them,
     the shared metastore where the catalog is on, the settings shopguard's correctness depends on, and
-    (`driver_jvm`) the driver JVM's log configuration and class archive (shopguard.driverjvm)."""
+    (`driver_jvm`) the driver JVM's log configuration and class archive, and the archive for executors
+    (shopguard.driverjvm)."""
     from shopguard.deltajars import delta_conf
-    from shopguard.driverjvm import java_options, with_java_options
+    from shopguard.driverjvm import EXECUTOR_JAVA_OPTIONS, archive_options, java_options, with_java_options
     from shopguard.warehouse import metastore_conf
 
     extra = {
@@ -78,7 +79,10 @@ def spark_conf(
         **(metastore_conf(catalog, storage) if catalog and storage else {}),
     }
     conf = {**settings.conf, **extra, **REQUIRED_SPARK_CONF}
-    return with_java_options(conf, java_options(settings)) if driver_jvm else conf
+    if not driver_jvm:
+        return conf
+    conf = with_java_options(conf, archive_options(settings), EXECUTOR_JAVA_OPTIONS)
+    return with_java_options(conf, java_options(settings))
 
 
 def build_spark(
