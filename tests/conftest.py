@@ -68,6 +68,15 @@ def storage(spark, request):
     return open_storage(spark, request.param)
 
 
+def class_sources(log: Path) -> dict[str, str]:
+    """Class name -> where the JVM loaded it from, out of an `-Xlog:class+load=info:file=...` log."""
+    return {
+        line.split()[1]: line.split(" source: ")[-1]
+        for line in log.read_text().splitlines()
+        if " source: " in line
+    }
+
+
 def load_script(relative: str):
     """A module loaded from a script of the repository (jobs/, bench/), which are not packages."""
     path = ROOT / relative

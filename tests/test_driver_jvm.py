@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import class_sources
+
 from shopguard.config import load_settings
 from shopguard.driverjvm import FIRST_QUERY, JAVA_OPTIONS, archive_path
 from shopguard.runtime import spark_conf
@@ -32,11 +34,7 @@ def test_a_jobs_driver_maps_sparks_classes_from_the_archive_setup_built(tmp_path
     done = _spark_submit(tmp_path, f"{options} -Xlog:class+load=info:file={loaded}")
 
     assert done.returncode == 0, done.stderr[-2000:]
-    sources = {
-        line.split()[1]: line.split(" source: ")[-1]
-        for line in loaded.read_text().splitlines()
-        if " source: " in line
-    }
+    sources = class_sources(loaded)
     for name in ("org.apache.spark.SparkContext", "org.apache.spark.sql.catalyst.plans.logical.LogicalPlan"):
         assert sources[name] == "shared objects file (top)", (name, sources[name])
     # Spark logs warnings only (conf/spark/log4j2.properties), named by the same options

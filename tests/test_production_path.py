@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import DAY, ROOT, submit
+from conftest import DAY, ROOT, class_sources, submit
 from deltalake import DeltaTable
 
 from shopguard.cluster import start, stop
@@ -111,11 +111,7 @@ def test_the_executors_map_sparks_classes_from_the_archive_setup_built(productio
     logs = sorted(work.glob("executor-*.classes"))
     assert len(logs) >= 4  # two executors for each of the two applications
     for log in logs:
-        sources = {
-            line.split()[1]: line.split(" source: ")[-1]
-            for line in log.read_text().splitlines()
-            if " source: " in line
-        }
+        sources = class_sources(log)
         for name in ("org.apache.spark.executor.Executor", "org.apache.spark.sql.catalyst.InternalRow"):
             assert sources[name] == "shared objects file (top)", (log.name, name, sources.get(name))
 

@@ -121,9 +121,14 @@ class Counts(NamedTuple):
     on_date: int  # rows used that happened on the snapshot date itself
 
 
+def is_duplicate(df: DataFrame) -> Column:
+    """The rows `flag_duplicates` flagged; none where `df` was not de-duplicated."""
+    return F.col(DUPLICATE) if DUPLICATE in df.columns else F.lit(False)
+
+
 def is_used(df: DataFrame) -> Column:
     """The rows that feed the features: they passed every rule and repeat no row kept before them."""
-    return ~F.col(BAD) & (~F.col(DUPLICATE) if DUPLICATE in df.columns else F.lit(True))
+    return ~F.col(BAD) & ~is_duplicate(df)
 
 
 def tally_all(frames: dict[str, DataFrame], snapshot_date: date) -> dict[str, Counts]:
@@ -136,7 +141,7 @@ def tally_all(frames: dict[str, DataFrame], snapshot_date: date) -> dict[str, Co
     rows = []
     for table, df in frames.items():
         bad = F.col(BAD)
-        duplicate = F.col(DUPLICATE) if DUPLICATE in df.columns else F.lit(False)
+        duplicate = is_duplicate(df)
         used = is_used(df)
         moment = F.col(schemas.TIME_COLUMN[table])
         on_date = used & (moment >= F.lit(day)) & (moment < F.lit(day + timedelta(days=1)))
