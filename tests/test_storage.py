@@ -202,6 +202,32 @@ def test_partition_values_with_characters_hive_escapes_read_back(spark, storage,
     ]
 
 
+def test_a_write_returns_its_own_version_when_another_writer_committed_while_it_wrote(
+    spark, storage, tmp_path, monkeypatch
+):
+    path = str(tmp_path / "t")
+    storage.write(rows(spark, [("a", 1.0, AT, D1)]), path, mode="append", partition_by=["day"])
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    monkeypatch.setenv(PAUSE_BEFORE_COMMIT, str(gate))
+    got: list[int] = []
+    ours = threading.Thread(target=lambda: got.append(storage.write(
+        rows(spark, [("b", 2.0, AT, D2)]), path, mode="append", partition_by=["day"], commit_info={"job": "ours"}
+    )))  # fmt: skip
+    ours.start()
+    deadline = time.monotonic() + 120
+    while not list(gate.glob("*.ready")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    from deltalake import write_deltalake  # another writer, outside Spark, appends while ours is held
+
+    write_deltalake(path, rows(spark, [("c", 3.0, AT, D1)]).toArrow(), mode="append", partition_by=["day"])
+    (gate / "go").touch()
+    ours.join(timeout=120)
+
+    assert got == [2]  # not 1, the version after the one this write started from: that one is the other's
+    assert storage.history(path, limit=1)[0].info["job"] == "ours"
+
+
 @pytest.mark.parametrize("first", ["delta-spark", "delta-rs"])
 def test_a_table_written_through_one_backend_is_read_appended_and_overwritten_through_the_other(
     spark, tmp_path, first
