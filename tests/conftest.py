@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,16 @@ BACKENDS = ("delta-spark", "delta-rs")
 def storage(spark, request):
     """Each storage test runs on both backends: delta-spark (the normal path) and delta-rs (the fallback)."""
     return open_storage(spark, request.param)
+
+
+def wait_for(predicate, timeout: float = 300.0) -> None:
+    """Polls `predicate` until it holds; TimeoutError when it has not within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise TimeoutError("condition not met in time")
 
 
 def class_sources(log: Path) -> dict[str, str]:

@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from conftest import DAY, ROOT, SUBMIT_FAST, load_job
+from conftest import DAY, ROOT, SUBMIT_FAST, load_job, wait_for
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
@@ -20,15 +20,6 @@ from shopguard.validation import SchemaError
 
 def files_under(path) -> set[str]:
     return {os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if f.endswith(".parquet")}
-
-
-def wait_for(predicate, timeout=300.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise TimeoutError("condition not met in time")
 
 
 def test_a_job_killed_before_its_commit_leaves_the_table_unchanged_and_maintenance_cleans_up(

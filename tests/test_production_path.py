@@ -115,8 +115,8 @@ def test_the_executors_map_sparks_classes_from_the_archive_setup_built(productio
     for name, loaded in sources.items():
         assert loaded["org.apache.spark.executor.Executor"] == archive, name
     # SQL's classes load with an executor's first SQL task: an executor that registered late may have run none
-    rows = {name: loaded["org.apache.spark.sql.catalyst.InternalRow"] for name, loaded in sources.items()
-            if "org.apache.spark.sql.catalyst.InternalRow" in loaded}  # fmt: skip
+    row = "org.apache.spark.sql.catalyst.InternalRow"
+    rows = {name: loaded[row] for name, loaded in sources.items() if row in loaded}
     assert rows and set(rows.values()) == {archive}, rows
 
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
-import time
 
 import pytest
+from conftest import wait_for
 from deltalake import DeltaTable
 from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
@@ -169,9 +169,7 @@ def test_two_writers_replacing_a_new_partition_at_once_leave_one_write(spark, st
     threads = [threading.Thread(target=replace, args=(u,)) for u in ("x", "y")]
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + 120
-    while len(list(gate.glob("*.ready"))) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: len(list(gate.glob("*.ready"))) == 2, timeout=120)
     (gate / "go").touch()
     for thread in threads:
         thread.join(timeout=120)
@@ -215,9 +213,7 @@ def test_a_write_returns_its_own_version_when_another_writer_committed_while_it_
         rows(spark, [("b", 2.0, AT, D2)]), path, mode="append", partition_by=["day"], commit_info={"job": "ours"}
     )))  # fmt: skip
     ours.start()
-    deadline = time.monotonic() + 120
-    while not list(gate.glob("*.ready")) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: any(gate.glob("*.ready")), timeout=120)
     from deltalake import write_deltalake  # another writer, outside Spark, appends while ours is held
 
     write_deltalake(path, rows(spark, [("c", 3.0, AT, D1)]).toArrow(), mode="append", partition_by=["day"])
