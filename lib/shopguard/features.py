@@ -30,7 +30,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from shopguard.config import FeatureSettings, ValidationSettings
-from shopguard.validation import user_day
+from shopguard.validation import DAY, with_day
 
 KEY_COLUMNS = ("user_id", "snapshot_date")
 _VALIDATION: dict[str, Any] = dict(ValidationSettings.model_fields)  # FieldInfo: defaults and checks
@@ -331,23 +331,21 @@ def _cross_source_features(spec: FeatureSpec) -> list[tuple[str, str]]:
 def _with_previous_click(clicks: DataFrame) -> DataFrame:
     """`prev_event_time`: the user's click before each click (null for the first), for the gaps.
 
-    Within a day by a window over user-days (`user_day`: de-duplication's partitioning, no shuffle), across
-    days from the last click of the user's previous active day (one small row per user-day): no task holds
-    more than a user-day, however many events one user has."""
-    user, day = user_day("event_time")
-    rows = clicks.withColumn("_day", day).withColumn(
-        "_prev_in_day", F.lag("event_time").over(Window.partitionBy(user, "_day").orderBy("event_time"))
+    Within a day by a window over user-days (`with_day`: de-duplication's partitioning and order, no
+    shuffle), across days from the last click of the user's previous active day (one small row per
+    user-day): no task holds more than a user-day, however many events one user has."""
+    clicks = with_day(clicks)
+    rows = clicks.withColumn(
+        "_prev_in_day", F.lag("event_time").over(Window.partitionBy("user_id", DAY).orderBy("event_time"))
     )
-    days = clicks.groupBy(user, day.alias("_day")).agg(F.max("event_time").alias("_last"))
+    days = clicks.groupBy("user_id", DAY).agg(F.max("event_time").alias("_last"))
     days = days.select(
-        "user_id",
-        "_day",
-        F.lag("_last").over(Window.partitionBy("user_id").orderBy("_day")).alias("_prev_day"),
+        "user_id", DAY, F.lag("_last").over(Window.partitionBy("user_id").orderBy(DAY)).alias("_prev_day")
     )
     return (
-        rows.join(days, ["user_id", "_day"], "left")
+        rows.join(days, ["user_id", DAY], "left")
         .withColumn("prev_event_time", F.coalesce("_prev_in_day", "_prev_day"))
-        .drop("_day", "_prev_in_day", "_prev_day")
+        .drop(DAY, "_prev_in_day", "_prev_day")
     )
 
 

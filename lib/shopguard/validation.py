@@ -28,6 +28,7 @@ REASON = "_reason"  # every rule a row failed, as text: only computed for the ro
 BAD = "_bad"  # whether a row failed any rule: what the valid rows are filtered on
 RECORD = "_record"  # a failed row as read, as JSON (Validated.carried)
 DUPLICATE = "_duplicate"  # whether a valid row repeats one kept before it (flag_duplicates)
+DAY = "_day"  # a click's UTC day, what windows over a user's clicks partition by (with_day)
 
 
 class SchemaError(ValueError):
@@ -373,11 +374,14 @@ def validate(df: DataFrame, table: str, rules: Rules, snapshot_date: date) -> Va
 _STATUS_RANK = "CASE status WHEN 'refunded' THEN 3 WHEN 'cancelled' THEN 2 ELSE 1 END"
 
 
-def user_day(time_column: str) -> list[Column]:
-    """What windows over a user's events partition by: the user and the UTC day of the event. By user alone,
-    a user with millions of events lands in one task, a straggler that buffers them all; by user-day they
-    spread over as many tasks as the user has active days."""
-    return [F.col("user_id"), F.to_date(F.col(time_column))]
+def with_day(clicks: DataFrame) -> DataFrame:
+    """Clicks with `_day`, each click's UTC day, unless they carry it already (the validated clicks do).
+    Windows over a user's clicks partition by user and day: by user alone, a user with millions of events
+    lands in one task, a straggler that buffers them all; by user-day they spread over as many tasks as the
+    user has active days. One column, not the expression computed again, so that a later window (the gaps
+    between clicks) finds the clicks already partitioned and sorted by de-duplication: Spark cannot tell
+    that two computations of one expression are equal, and would shuffle and sort every click again."""
+    return clicks if DAY in clicks.columns else clicks.withColumn(DAY, F.to_date(F.col("event_time")))
 
 
 def deduplicate(table: str):
@@ -387,7 +391,7 @@ def deduplicate(table: str):
     def transform(df: DataFrame) -> DataFrame:
         if table not in ("clicks", "transactions"):
             return df.dropDuplicates()
-        return df.transform(flag_duplicates(table)).where(~F.col(DUPLICATE)).drop(DUPLICATE)
+        return df.transform(flag_duplicates(table)).where(~F.col(DUPLICATE)).drop(DUPLICATE, DAY)
 
     return transform
 
@@ -397,7 +401,7 @@ def flag_duplicates(table: str):
     one row per order_id, the latest, and flag the others. Flagged, not dropped, so that they are counted
     where they are (`tally_all`).
 
-    Clicks: exact duplicates sit next to each other once each user-day's rows (`user_day`) are sorted by
+    Clicks: exact duplicates sit next to each other once each user-day's rows (`with_day`) are sorted by
     time and then by every other column, so one shuffle finds them; the features' windows over clicks reuse
     that shuffle and that order. Orders: one row per order_id, which also flags exact duplicates. Rows
     flagged `_bad` (`Validated.carried`) are never duplicates, and never outrank a valid row: they go to
@@ -406,13 +410,15 @@ def flag_duplicates(table: str):
     def transform(df: DataFrame) -> DataFrame:
         bad = F.col(BAD) if BAD in df.columns else F.lit(False)
         if table == "clicks":
-            time_first = ["event_time", *(c for c in df.columns if c not in ("user_id", "event_time"))]
-            before = Window.partitionBy(*user_day("event_time")).orderBy(*time_first)
+            columns = [c for c in df.columns if c != DAY]
+            df = with_day(df)
+            time_first = ["event_time", *(c for c in columns if c not in ("user_id", "event_time"))]
+            before = Window.partitionBy("user_id", DAY).orderBy(*time_first)
             # column by column, not as one struct of the row: the struct was built before the shuffle and
             # travelled through it beside the columns, doubling what was shuffled and sorted. A user-day's
             # first row meets only nulls, and its user_id is never null (a row without one fails a rule)
             repeated = reduce(
-                lambda a, b: a & b, [F.col(c).eqNullSafe(F.lag(c).over(before)) for c in df.columns]
+                lambda a, b: a & b, [F.col(c).eqNullSafe(F.lag(c).over(before)) for c in columns]
             )
         elif table == "transactions":
             others = [c for c in df.columns if c not in ("order_id", "order_time", BAD, REASON, RECORD)]

@@ -1,13 +1,15 @@
 """Validate the click and transaction logs of a snapshot's look-back and build the snapshot's features.
 
 The inputs are read once for the features. Each log, valid and failed rows together (`Validated.carried`),
-goes through one shuffle and is cached, its duplicates flagged, during the pass; the run's counts are one
-small job over the caches after it (`validation.tally_all`: exact, where Spark's accumulators count a
-partition as often as it is computed). Three branches of the features read the valid clicks
-(the click aggregates, the distinct entities, each user-day's last click; without the cache each repeated
-the de-duplication's sort: 1 M events, 66 s -> 54 s for the job), and the quarantine reads the failed rows
-from the caches, where it read the logs a second time before (10 M events: 19 s for the clicks, 3.5 s for
-the orders). Only the per-user result is kept until it is written.
+goes through one shuffle, its duplicates flagged, and is cached by the run's first job, which counts it
+(`validation.tally_all`: exact, where Spark's accumulators count a partition as often as it is computed).
+The features are planned after that job, because a built cache tells Spark how its rows are partitioned
+and sorted: the gaps between clicks reuse the clicks' partitioning by user-day and their order, where a
+cache still to be built made Spark shuffle and sort every click a second time. Three branches of the
+features read the valid clicks (the click aggregates, the distinct entities, each user-day's last click;
+without the cache each repeated the de-duplication's sort: 1 M events, 66 s -> 54 s for the job), and the
+quarantine reads the failed rows from the caches, where it read the logs a second time before (10 M events:
+19 s for the clicks, 3.5 s for the orders). Only the per-user result is kept until it is written.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from shopguard.features import FeatureSpec, input_date_range, user_snapshot
 from shopguard.inputs import read_window
 from shopguard.privacy import pseudonymise
 from shopguard.runtime import RunInfo
-from shopguard.validation import Rules, conform, flag_duplicates, is_used, normalise, tally_all, validate
+from shopguard.validation import DAY, Rules, conform, flag_duplicates, is_used, normalise, tally_all, validate
 
 log = logging.getLogger("shopguard.features")
 
@@ -53,12 +55,10 @@ def run(tables: Tables, settings: Settings, run: RunInfo, day: date, key: bytes 
     rules = Rules.from_settings(settings.validation, datetime.now(UTC))
     first, last = input_date_range(day, spec.lifetime_days)
     inputs = {t: _validated(tables, settings, t, rules, day, key) for t in INPUTS}
-    snapshot = user_snapshot(inputs["clicks"].valid, inputs["transactions"].valid, day, spec)
+    snapshot: DataFrame | None = None
     try:
-        snapshot = snapshot.persist(StorageLevel.MEMORY_AND_DISK)
-        # the one pass over the inputs: the per-user rows, and the caches that the counts come from
-        active = {bool(r["active"]): int(r["count"]) for r in snapshot.groupBy("active").count().collect()}
-        users, inactive = active.get(True, 0), active.get(False, 0)
+        # the one pass over each log, which builds its cache; counted before the features are planned, so
+        # that they find the clicks cached, partitioned and sorted by user-day (module docstring)
         tallied = tally_all({t: got.cached for t, got in inputs.items()}, day)
         counts = {t: c._asdict() for t, c in tallied.items()}
         for table, got in inputs.items():
@@ -69,6 +69,10 @@ def run(tables: Tables, settings: Settings, run: RunInfo, day: date, key: bytes 
             run.note(**{f"{table}_read": c["read"], f"{table}_quarantined": c["quarantined"]})
             if c["on_date"] == 0:
                 _empty_day(table, got.pinned, day, (first, last), c, settings.validation.allow_empty)
+        snapshot = user_snapshot(inputs["clicks"].valid, inputs["transactions"].valid, day, spec)
+        snapshot = snapshot.persist(StorageLevel.MEMORY_AND_DISK)
+        active = {bool(r["active"]): int(r["count"]) for r in snapshot.groupBy("active").count().collect()}
+        users, inactive = active.get(True, 0), active.get(False, 0)
 
         # check both schemas first, so a mismatch writes nothing; then each write replaces partition D
         features = snapshot.where("active").drop("active")
@@ -98,8 +102,10 @@ def run(tables: Tables, settings: Settings, run: RunInfo, day: date, key: bytes 
                  len(features.columns) - 2, tables.path("features"), version)  # fmt: skip
         return {"users": users, "users_without_row": inactive, "counts": counts, "version": version}
     finally:  # the session may outlive the step (the nightly runner), also when the step fails
-        for cached in [snapshot, *(got.cached for got in inputs.values())]:
-            cached.unpersist()
+        for got in inputs.values():
+            got.cached.unpersist()
+        if snapshot is not None:
+            snapshot.unpersist()
 
 
 def _validated(
@@ -117,7 +123,9 @@ def _validated(
     pinned = {"path": path, "version": version}
     # valid and failed rows through one shuffle and one cache (module docstring)
     kept = checked.carried().transform(flag_duplicates(table)).persist(StorageLevel.MEMORY_AND_DISK)
-    valid = kept.where(is_used(kept)).select(*schemas.CANONICAL[table].fieldNames())
+    # the clicks keep their day (`with_day`), the features' windows reuse the de-duplication's shuffle
+    day = [DAY] if DAY in kept.columns else []
+    valid = kept.where(is_used(kept)).select(*schemas.CANONICAL[table].fieldNames(), *day)
     return _Input(valid, checked.quarantine_of(kept), pinned, cached=kept)
 
 
