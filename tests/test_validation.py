@@ -108,6 +108,23 @@ def test_each_bad_click_is_quarantined_with_its_reason(spark):
     }
 
 
+def test_a_click_that_fails_several_rules_is_quarantined_with_each_reason(spark):
+    rows = [raw_click("good"), raw_click("twice", event_type="review", dwell=-5)]
+    valid, quarantined = run(conform(clicks(spark, rows), "clicks", MAPPING))
+    assert [r.user_id for r in valid] == ["good"]
+    assert quarantined == {"twice": "review without rating; negative dwell_ms"}
+
+
+def test_the_checks_run_in_generated_code(spark):
+    """A check without generated code (a higher-order function such as `array_compact`) takes its whole
+    projection out of whole-stage code generation: every row is then copied and checked interpreted."""
+    checked = validate(conform(clicks(spark, [raw_click()]), "clicks", MAPPING).transform(normalise("clicks")),
+                       "clicks", RULES, D)  # fmt: skip
+    plan = checked.carried()._jdf.queryExecution().executedPlan().toString()
+    projects = [line for line in plan.splitlines() if "Project [" in line]
+    assert projects and all("*(" in line for line in projects), plan
+
+
 def order(order_id="o1", user="u1", amount=10.0, quantity=1, status="paid", currency="EUR", at=T0):
     return (order_id, user, at, amount, currency, quantity, status, "card", "d1", "1.2.3.4", "a1", at.date())
 

@@ -124,8 +124,8 @@ def _validated(
     # valid and failed rows through one shuffle and one cache (module docstring)
     kept = checked.carried().transform(flag_duplicates(table)).persist(StorageLevel.MEMORY_AND_DISK)
     # the clicks keep their day (`with_day`), the features' windows reuse the de-duplication's shuffle
-    day = [DAY] if DAY in kept.columns else []
-    valid = kept.where(is_used(kept)).select(*schemas.CANONICAL[table].fieldNames(), *day)
+    kept_day = [DAY] if DAY in kept.columns else []
+    valid = kept.where(is_used(kept)).select(*schemas.CANONICAL[table].fieldNames(), *kept_day)
     return _Input(valid, checked.quarantine_of(kept), pinned, cached=kept)
 
 
