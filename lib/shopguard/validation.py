@@ -132,6 +132,14 @@ def is_used(df: DataFrame) -> Column:
     return ~F.col(BAD) & ~is_duplicate(df)
 
 
+def used_rows(df: DataFrame, table: str) -> DataFrame:
+    """The rows of a flagged frame (`flag_duplicates` over `Validated.carried`) that feed the features, in
+    the canonical columns; clicks keep their day (`with_day`), so the features' windows over user-days reuse
+    de-duplication's partitioning and order."""
+    day = [DAY] if DAY in df.columns else []
+    return df.where(is_used(df)).select(*schemas.CANONICAL[table].fieldNames(), *day)
+
+
 def tally_all(frames: dict[str, DataFrame], snapshot_date: date) -> dict[str, Counts]:
     """Counts of each input, in one Spark job, from frames that flag their rows `_bad` and (where
     de-duplicated) `_duplicate`: rows are counted where they are, exactly. Accumulators (Spark's

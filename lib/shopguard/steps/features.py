@@ -23,7 +23,6 @@ from typing import Any
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 
-from shopguard import schemas
 from shopguard.catalog import Tables
 from shopguard.config import Settings
 from shopguard.errors import InputError
@@ -31,7 +30,7 @@ from shopguard.features import FeatureSpec, input_date_range, user_snapshot
 from shopguard.inputs import read_window
 from shopguard.privacy import pseudonymise
 from shopguard.runtime import RunInfo
-from shopguard.validation import DAY, Rules, conform, flag_duplicates, is_used, normalise, tally_all, validate
+from shopguard.validation import Rules, conform, flag_duplicates, normalise, tally_all, used_rows, validate
 
 log = logging.getLogger("shopguard.features")
 
@@ -123,10 +122,7 @@ def _validated(
     pinned = {"path": path, "version": version}
     # valid and failed rows through one shuffle and one cache (module docstring)
     kept = checked.carried().transform(flag_duplicates(table)).persist(StorageLevel.MEMORY_AND_DISK)
-    # the clicks keep their day (`with_day`), the features' windows reuse the de-duplication's shuffle
-    kept_day = [DAY] if DAY in kept.columns else []
-    valid = kept.where(is_used(kept)).select(*schemas.CANONICAL[table].fieldNames(), *kept_day)
-    return _Input(valid, checked.quarantine_of(kept), pinned, cached=kept)
+    return _Input(used_rows(kept, table), checked.quarantine_of(kept), pinned, cached=kept)
 
 
 def _empty_day(
