@@ -108,6 +108,13 @@ def test_each_bad_click_is_quarantined_with_its_reason(spark):
     }
 
 
+def test_the_length_limit_counts_characters_not_bytes(spark):
+    rows = [raw_click("wide", session="\u00e9" * 256), raw_click("long", session="\u00e9" * 257)]
+    valid, quarantined = run(conform(clicks(spark, rows), "clicks", MAPPING))
+    assert [r.user_id for r in valid] == ["wide"]
+    assert quarantined == {"long": "session_id longer than 256"}
+
+
 def test_a_click_that_fails_several_rules_is_quarantined_with_each_reason(spark):
     rows = [raw_click("good"), raw_click("twice", event_type="review", dwell=-5)]
     valid, quarantined = run(conform(clicks(spark, rows), "clicks", MAPPING))

@@ -289,10 +289,13 @@ def _time_checks(column: str, rules: Rules, df: DataFrame) -> list[tuple[Column,
 
 
 def _string_checks(df: DataFrame, table: str, rules: Rules) -> list[tuple[Column, str]]:
+    """Characters are counted only where the bytes could exceed the limit (never fewer bytes than
+    characters): counting them decodes every string, ~2% of the features job's CPU at 10 M events."""
+    limit = rules.max_string_length
     return [
         (
-            F.length(field.name) > rules.max_string_length,
-            f"{field.name} longer than {rules.max_string_length}",
+            (F.octet_length(field.name) > limit) & (F.length(field.name) > limit),
+            f"{field.name} longer than {limit}",
         )
         for field in schemas.CANONICAL[table].fields
         if isinstance(field.dataType, T.StringType) and field.name in df.columns
