@@ -232,16 +232,18 @@ def _order_aggregates(spec: FeatureSpec, start: Windows) -> list[tuple[str, Aggr
     return out
 
 
-def _entity_rows(clicks: DataFrame, orders: DataFrame, spec: FeatureSpec, start: Windows) -> DataFrame:
-    """(user_id, kind, entity, first_seen, last_seen, n_<w>): every value of ENTITIES a user was seen with
-    in the look-back, from both logs, in one aggregation; n_<w>: the user's page views and carts of that
-    item in window w (0 for other kinds). Every click has a day and every order an order day, so these rows
-    hold every user of the look-back."""
+def _entity_rows(
+    clicks: DataFrame, orders: DataFrame, kinds: Sequence[str], spec: FeatureSpec, start: Windows
+) -> DataFrame:
+    """(user_id, kind, entity, first_seen, last_seen, n_<w>) for the given kinds of ENTITIES: every value of
+    those kinds a user was seen with in the look-back, from both logs, in one aggregation; n_<w>: the user's
+    page views and carts of that item in window w (0 for other kinds)."""
 
     def sightings(df: DataFrame, table: str, hot: str) -> DataFrame:
         pairs = ", ".join(
             f"named_struct('kind', '{kind}', 'entity', {value}, 'hot', {hot if kind == 'item' else 'false'})"
             for kind, value in ENTITIES[table].items()
+            if kind in kinds
         )
         return df.selectExpr("user_id", f"{_TIME[table]} AS t", f"inline(array({pairs}))")
 
@@ -254,6 +256,21 @@ def _entity_rows(clicks: DataFrame, orders: DataFrame, spec: FeatureSpec, start:
         .groupBy("user_id", "kind", "entity")
         .agg(*_named([("first_seen", "min(t)"), ("last_seen", "max(t)"), *per_window]))
     )
+
+
+def _entities(clicks: DataFrame, orders: DataFrame, spec: FeatureSpec, start: Windows) -> DataFrame:
+    """The rows of `_entity_rows` for every kind, with `users`: how many users were seen with the same
+    device, IP or address in the longest window (null for the other kinds, whose rows need no second
+    shuffle). Every click has a day and every order an order day, so these rows hold every user of the
+    look-back. Each part explodes only its own kinds: one set of rows filtered by kind afterwards made each
+    part explode every kind of every click (10 M events: 120 M rows generated for 60 M used)."""
+    recent = f"last_seen >= {start[spec.max_window]}"
+    others = [kind for kinds in ENTITIES.values() for kind in kinds if kind not in SHARED_KINDS]
+    shared = _entity_rows(clicks, orders, SHARED_KINDS, spec, start).withColumn(
+        "users", F.expr(f"count_if({recent}) OVER (PARTITION BY kind, entity)")
+    )
+    rest = _entity_rows(clicks, orders, others, spec, start).withColumn("users", F.lit(None).cast("long"))
+    return shared.unionByName(rest)
 
 
 _PLURAL = {"device": "devices", "ip": "ips", "address": "addresses"}
@@ -282,18 +299,6 @@ def _entity_aggregates(spec: FeatureSpec, start: Windows) -> list[tuple[str, str
         for kind in _PLURAL
     ]
     return breadth + novelty + sharing
-
-
-def _with_sharing(entities: DataFrame, spec: FeatureSpec, start: Windows) -> DataFrame:
-    """`users`: how many users were seen with the same device, IP or address in the longest window (null for
-    the other kinds, whose rows need no second shuffle)."""
-    shared = ", ".join(f"'{kind}'" for kind in SHARED_KINDS)
-    recent = f"last_seen >= {start[spec.max_window]}"
-    return (
-        entities.where(f"kind IN ({shared})")
-        .withColumn("users", F.expr(f"count_if({recent}) OVER (PARTITION BY kind, entity)"))
-        .unionByName(entities.where(f"kind NOT IN ({shared})").withColumn("users", F.lit(None).cast("long")))
-    )
 
 
 def _lifetime_features(cutoff: datetime, spec: FeatureSpec) -> list[tuple[str, str]]:
@@ -383,8 +388,7 @@ def user_snapshot(clicks: DataFrame, orders: DataFrame, snapshot_date: date, spe
             ("first_order_time", "min(order_time)"),
             ("recent_orders", _count(f"order_time >= {recent}")),
         ])),
-        _with_sharing(_entity_rows(life_clicks, life_orders, spec, start), spec, start)
-        .groupBy("user_id").agg(*_named(entity_features)),
+        _entities(life_clicks, life_orders, spec, start).groupBy("user_id").agg(*_named(entity_features)),
     ]  # fmt: skip
     # entities first: they hold every user, and left joins keep their partitioning by user (no shuffle)
     joined = reduce(lambda left, part: left.join(part, "user_id", "left"), [per_user[2], *per_user[:2]])
