@@ -93,6 +93,16 @@ ENTITIES: dict[str, dict[str, str]] = {
 _TIME = {"clicks": "event_time", "transactions": "order_time"}
 # Kinds whose other users count: how many users share the user's device, IP or shipping address.
 SHARED_KINDS = ("device", "ip", "address")
+# Each kind's code in the entity rows: a small number, compared by every entity feature on every row, where
+# the kind's name was a string comparison each time.
+KIND_CODES = {
+    kind: code for code, kind in enumerate(dict.fromkeys(k for kinds in ENTITIES.values() for k in kinds))
+}
+
+
+def is_kind(kind: str) -> str:
+    """SQL: the entity row is of `kind`."""
+    return f"kind = {KIND_CODES[kind]}Y"
 
 
 @dataclass(frozen=True)
@@ -112,7 +122,7 @@ class Distinct:
     @property
     def from_entities(self) -> str:
         """The same count over the (user, kind, value, first_seen, last_seen) rows of `_entity_rows`."""
-        return _count(f"kind = '{self.kind}' AND last_seen >= {self.since}")
+        return _count(f"{is_kind(self.kind)} AND last_seen >= {self.since}")
 
 
 Aggregate = str | Distinct  # SQL of an aggregate over the log, or a distinct count
@@ -241,7 +251,8 @@ def _entity_rows(
 
     def sightings(df: DataFrame, table: str, hot: str) -> DataFrame:
         pairs = ", ".join(
-            f"named_struct('kind', '{kind}', 'entity', {value}, 'hot', {hot if kind == 'item' else 'false'})"
+            f"named_struct('kind', {KIND_CODES[kind]}Y, 'entity', {value}, "
+            f"'hot', {hot if kind == 'item' else 'false'})"
             for kind, value in ENTITIES[table].items()
             if kind in kinds
         )
@@ -280,12 +291,12 @@ def _entity_aggregates(spec: FeatureSpec, start: Windows) -> list[tuple[str, str
     """Breadth and novelty of devices, IPs and addresses, and how many other users share them (rings)."""
     recent = f"last_seen >= {start[spec.max_window]}"
     breadth = [
-        (f"distinct_{_PLURAL[kind]}_{w}d", _count(f"kind = '{kind}' AND last_seen >= {start[w]}"))
+        (f"distinct_{_PLURAL[kind]}_{w}d", _count(f"{is_kind(kind)} AND last_seen >= {start[w]}"))
         for kind in ("device", "ip")
         for w in spec.windows_days
     ]
     novelty = [
-        (f"new_{_PLURAL[kind]}_{w}d", _count(f"kind = '{kind}' AND first_seen >= {start[w]}"))
+        (f"new_{_PLURAL[kind]}_{w}d", _count(f"{is_kind(kind)} AND first_seen >= {start[w]}"))
         for kind in _PLURAL
         for w in spec.windows_days
         if w < spec.max_window
@@ -294,7 +305,7 @@ def _entity_aggregates(spec: FeatureSpec, start: Windows) -> list[tuple[str, str
     sharing = [
         (
             f"shared_{kind}_users_{spec.max_window}d",
-            f"max(CASE WHEN kind = '{kind}' AND {recent} THEN users - 1 END)",
+            f"max(CASE WHEN {is_kind(kind)} AND {recent} THEN users - 1 END)",
         )
         for kind in _PLURAL
     ]
