@@ -54,3 +54,14 @@ def test_the_reference_features_query_computes_every_feature_on_a_tiny_day(speed
     assert rows.loc["u1", "events_1d"] == 2 and rows.loc["u2", "events_1d"] == 0
     assert rows.loc["u1", "amount_sum_30d"] == 40.0 and rows.loc["u1", "orders_per_view_1d"] == 1.0
     assert rows.loc["u1", "shared_device_users_30d"] == 1  # u2 used the same device within 30 days
+
+
+def test_events_are_counted_in_the_tables_current_version_not_summed_over_its_commits(speed, tmp_path):
+    """A rerun of generate overwrites the raw tables: the events a size holds are those of the last version."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    path = tmp_path / "clicks"
+    write_deltalake(str(path), pa.table({"user_id": ["u1", "u2", "u3"]}), mode="overwrite")
+    write_deltalake(str(path), pa.table({"user_id": ["u1", "u2"]}), mode="overwrite")
+    assert speed.table_rows(path) == 2
