@@ -17,7 +17,7 @@ from shopguard.steps import train
 def main(argv: list[str] | None = None) -> None:
     args, settings = parse("train", argv, __doc__)
     key = pseudonym_key(settings)
-    with spark_job("train", settings, args.date) as (spark, storage, run):
+    with spark_job("train", settings, args.date, preload=train.PRELOAD) as (spark, storage, run):
         train.run(Tables(storage, settings.tables), settings, run, args.date, key)
 
 

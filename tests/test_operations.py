@@ -258,6 +258,18 @@ def test_bad_arguments_exit_2_before_a_jvm_starts(args, message):
     assert message in result.stderr
 
 
+def test_the_train_and_nightly_jobs_do_not_import_tensorflow_before_their_session_starts():
+    """The train job imports Keras in the background while its session starts (spark_job's preload); an import
+    of TensorFlow when the job module loads would put ~5 s back in front of the JVM, and every night would
+    pay it, also the nights that do not train."""
+    probe = "import sys, jobs.train, jobs.nightly; print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 # --------------------------------------------------------------------------- progress and exit codes
 
 

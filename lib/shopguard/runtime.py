@@ -7,12 +7,13 @@ line itself is declared in `shopguard.cli`, which checks arguments before any JV
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -159,21 +160,40 @@ class StageProgress(threading.Thread):
         self.stopped.set()
 
 
+def _import_in_background(modules: Sequence[str]) -> None:
+    """Import `modules` on a daemon thread. Python's per-module import locks make a later import of the same
+    module wait for this one to finish, and an import that fails here fails again, with its own error,
+    where the job imports the module itself."""
+
+    def load() -> None:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception as exc:  # noqa: BLE001 - reported by the job's own import
+                log.debug("background import of %s failed: %s", name, exc)
+                return
+
+    if modules:
+        threading.Thread(target=load, name="shopguard-preload", daemon=True).start()
+
+
 @contextmanager
 def spark_job(
-    job: str, settings: Settings, day: date | None = None
+    job: str, settings: Settings, day: date | None = None, preload: Sequence[str] = ()
 ) -> Iterator[tuple[SparkSession, DeltaStorage, RunInfo]]:
     """Session, storage and run identity for one job run, with its start and end lines and its run record.
 
     A job started by spark-submit builds its session and stops it however the run ends; a job called where
     a session is already active (a notebook, an orchestrator, the end-to-end test) uses that one and leaves
-    it running for its owner."""
+    it running for its owner. `preload`: modules the job needs only after its Spark work (Keras: ~5 s),
+    imported in the background while the JVM starts and the job reads its inputs."""
     from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
     from shopguard.runlog import record_run
     from shopguard.storage import open_storage
 
+    _import_in_background(preload)
     run = RunInfo.start(job)
     # Another owner's session, whichever thread made it (the active session is per thread).
     owned_elsewhere = SparkContext._active_spark_context is not None

@@ -11,6 +11,8 @@ import numpy as np
 if TYPE_CHECKING:
     import pyarrow as pa
 
+UserIds = Sequence[str] | np.ndarray  # a list, or the object array of FeatureArrays.user_ids
+
 
 class FeatureArrays(NamedTuple):
     user_ids: np.ndarray  # object
@@ -27,7 +29,7 @@ def feature_arrays(table: pa.Table, feature_names: Sequence[str]) -> FeatureArra
     )
 
 
-def user_share_mask(user_ids: Sequence[str], share: float, purpose: str) -> np.ndarray:
+def user_share_mask(user_ids: UserIds, share: float, purpose: str) -> np.ndarray:
     """A stable `share` of users, chosen by a hash of the user id salted with `purpose`, so one user's
     snapshots always fall on the same side and different purposes pick independent users."""
     salt = purpose.encode() + b":"
@@ -37,11 +39,11 @@ def user_share_mask(user_ids: Sequence[str], share: float, purpose: str) -> np.n
     return buckets < share * 10_000
 
 
-def validation_mask(user_ids: Sequence[str], fraction: float) -> np.ndarray:
+def validation_mask(user_ids: UserIds, fraction: float) -> np.ndarray:
     """The validation split of training: by user."""
     return user_share_mask(user_ids, fraction, "validation")
 
 
-def holdout_mask(user_ids: Sequence[str], share: float) -> np.ndarray:
+def holdout_mask(user_ids: UserIds, share: float) -> np.ndarray:
     """Users never trained on (model.holdout_share), kept for an honest evaluation."""
     return user_share_mask(user_ids, share, "holdout")

@@ -15,7 +15,7 @@ from shopguard.config import Mode, ModelSettings
 from shopguard.model import autoencoder, classifier, semi_supervised
 from shopguard.model.backend import keras, training_device
 from shopguard.model.base import ModeModule
-from shopguard.model.data import validation_mask
+from shopguard.model.data import UserIds, validation_mask
 from shopguard.model.explain import Explanation
 from shopguard.model.fitting import label_metrics
 from shopguard.model.thresholds import choose_thresholds, reference_quantiles
@@ -63,7 +63,7 @@ def batch_scores(model: keras.Model, mode: str, x: np.ndarray) -> tuple[np.ndarr
 
 def train(
     x: np.ndarray,
-    user_ids: Sequence[str],
+    user_ids: UserIds,
     feature_names: Sequence[str],
     params: TrainingParams,
     labels: np.ndarray | None = None,

@@ -15,13 +15,17 @@ from shopguard.config import ModelSettings, Settings
 from shopguard.errors import InputError
 from shopguard.features import feature_columns, feature_fingerprint
 from shopguard.labels import attach_labels, read_labels
-from shopguard.model import TrainingParams, feature_arrays, holdout_mask, train
+from shopguard.model.data import feature_arrays, holdout_mask
 from shopguard.model.metadata import ModelMetadata
 from shopguard.registry import new_version, save_model
 from shopguard.runtime import RunInfo
 from shopguard.sampling import capped_sample
 
 log = logging.getLogger("shopguard.train")
+
+# Keras and TensorFlow (~5 s to import), needed only once the features are on the driver: the job imports
+# them while its session starts (`spark_job(preload=...)`).
+PRELOAD = ("shopguard.model.training",)
 
 
 def run(tables: Tables, settings: Settings, run: RunInfo, day: date, key: bytes | None) -> str:
@@ -51,6 +55,8 @@ def run(tables: Tables, settings: Settings, run: RunInfo, day: date, key: bytes 
         keep = ~holdout_mask(user_ids, m.holdout_share)
         x, labels, user_ids = x[keep], labels[keep], user_ids[keep]
         log.info("holding out %.0f%% of users: training on %d rows", 100 * m.holdout_share, len(x))
+
+    from shopguard.model.training import TrainingParams, train  # PRELOAD
 
     with tempfile.TemporaryDirectory() as tensorboard_dir:
         trained = train(
