@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -71,10 +72,19 @@ def test_the_pipeline_runs_on_a_standalone_cluster_and_scores_as_local_mode_does
     assert (on_cluster.action == in_local_mode.action).all()
     assert (on_cluster.reasons.map(list) == in_local_mode.reasons.map(list)).all()
 
-    # Every job ran its tasks in executors the two workers launched.
+    # Every job ran its tasks in executors both workers launched. (When an executor exits before its
+    # application has unregistered, the master launches a replacement, killed at once: ids beyond 0 and 1.)
     launched = re.findall(r"Asked to launch executor (\S+) for (shopguard-\w+)", cluster.worker_logs())
-    assert {app for _, app in launched} >= {"shopguard-generate", "shopguard-nightly"}
-    assert {e.rsplit("/", 1)[1] for e, _ in launched} == {"0", "1"}  # both workers
+    per_worker = {
+        log.name: set(
+            re.findall(r"Asked to launch executor \S+ for (shopguard-\w+)", log.read_text(errors="replace"))
+        )
+        for log in sorted(Path(cluster.work_dir).glob("worker-*.log"))
+    }
+    assert len(per_worker) == 2, per_worker
+    assert all(apps >= {"shopguard-generate", "shopguard-nightly"} for apps in per_worker.values()), (
+        per_worker
+    )
     lines = [f"worker: launched executor {e} for {app}" for e, app in launched]
     (ROOT / "build").mkdir(exist_ok=True)
     (ROOT / "build" / "cluster-executors.txt").write_text("\n".join(lines))
@@ -109,11 +119,13 @@ def test_the_executors_map_sparks_classes_from_the_archive_setup_built(productio
     """Executors on the machine where setup ran start from the driver's class archive (shopguard.driverjvm)."""
     *_, work = production
     logs = sorted(work.glob("executor-*.classes"))
-    assert len(logs) >= 4  # two executors for each of the two applications
     archive = "shared objects file (top)"
-    sources = {log.name: class_sources(log) for log in logs}
+    # an executor killed while it starts (the master's replacement as an application ends) loads none
+    executor = "org.apache.spark.executor.Executor"
+    sources = {log.name: loaded for log in logs if executor in (loaded := class_sources(log))}
+    assert len(sources) >= 4, [log.name for log in logs]  # two executors for each of the two applications
     for name, loaded in sources.items():
-        assert loaded["org.apache.spark.executor.Executor"] == archive, name
+        assert loaded[executor] == archive, name
     # SQL's classes load with an executor's first SQL task: an executor that registered late may have run none
     row = "org.apache.spark.sql.catalyst.InternalRow"
     rows = {name: loaded[row] for name, loaded in sources.items() if row in loaded}
