@@ -6,6 +6,9 @@ from __future__ import annotations
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier, IsolationForest
 
+from shopguard.config import ModelSettings
+from shopguard.model.data import labelled_and_presumed_normal  # NumPy only: evaluating needs no Keras
+
 MIN_POSITIVES = 5
 
 
@@ -26,12 +29,10 @@ def gradient_boosting(
     """P(anomalous) from a gradient-boosted classifier trained on the same rows as shopguard's classifier:
     the labelled training users (labels: 1, 0 or NaN) plus a sample of unlabelled ones taken as normal,
     classes balanced by weight. None when fewer than MIN_POSITIVES anomalies or normal users are labelled."""
-    from shopguard.model import TrainingParams, labelled_and_presumed_normal
-
     known = labels[~np.isnan(labels)]
     if (known == 1).sum() < MIN_POSITIVES or (known == 0).sum() < MIN_POSITIVES:
         return None
-    params = TrainingParams(
+    params = ModelSettings(
         seed=seed, unlabelled_sample=unlabelled_sample, unlabelled_weight=unlabelled_weight
     )
     rows, y, weight = labelled_and_presumed_normal(labels, np.ones(len(labels), bool), params)

@@ -27,7 +27,7 @@ _WHERE = {
     "validation_mask": "data",
     "Explanation": "explain",
     "reasons": "explain",
-    "labelled_and_presumed_normal": "fitting",
+    "labelled_and_presumed_normal": "data",
     "predict": "fitting",
     "PERCENTILE_GRID": "thresholds",
     "choose_thresholds": "thresholds",

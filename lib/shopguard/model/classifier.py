@@ -10,8 +10,9 @@ from keras import layers
 
 from shopguard.model.backend import keras
 from shopguard.model.base import Fitted
+from shopguard.model.data import labelled_and_presumed_normal
 from shopguard.model.explain import Explanation
-from shopguard.model.fitting import fit_keras, labelled_and_presumed_normal, predict
+from shopguard.model.fitting import fit_keras, predict
 from shopguard.model.layers import preprocessing
 
 if TYPE_CHECKING:

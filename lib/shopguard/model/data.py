@@ -1,4 +1,5 @@
-"""The arrays models take, and the stable splits of users by hash (validation, holdout)."""
+"""The arrays models take, the stable splits of users by hash (validation, holdout), and the rows to learn
+from when labels are few. NumPy only, no Keras."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from shopguard.config import ModelSettings
 
 UserIds = Sequence[str] | np.ndarray  # a list, or the object array of FeatureArrays.user_ids
 
@@ -47,3 +50,24 @@ def validation_mask(user_ids: UserIds, fraction: float) -> np.ndarray:
 def holdout_mask(user_ids: UserIds, share: float) -> np.ndarray:
     """Users never trained on (model.holdout_share), kept for an honest evaluation."""
     return user_share_mask(user_ids, share, "holdout")
+
+
+def labelled_and_presumed_normal(
+    labels: np.ndarray, rows: np.ndarray, params: ModelSettings
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows to learn from when labels are few: the labelled ones among `rows`, plus a sample of the
+    unlabelled ones taken as normal at a low weight (most users are normal: positive-unlabelled learning).
+    Weights balance the two classes. Returns (row indices, targets, weights). NumPy only: the evaluation's
+    gradient-boosted baseline learns from the same rows without importing Keras."""
+    known = np.flatnonzero(rows & ~np.isnan(labels))
+    unlabelled = np.flatnonzero(rows & np.isnan(labels))
+    rng = np.random.default_rng(params.seed)
+    sample = rng.choice(unlabelled, size=min(params.unlabelled_sample, len(unlabelled)), replace=False)
+    index = np.concatenate([known, sample])
+    y = np.concatenate([labels[known], np.zeros(len(sample))]).astype(np.float32)
+    weight = np.concatenate([np.ones(len(known)), np.full(len(sample), params.unlabelled_weight)])
+    for target in (0.0, 1.0):  # each class carries half of the total weight
+        chosen = y == target
+        if chosen.any():
+            weight[chosen] *= 0.5 * weight.sum() / weight[chosen].sum()
+    return index, y, weight.astype(np.float32)

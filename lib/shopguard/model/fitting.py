@@ -1,5 +1,5 @@
 """What every mode's training shares: Keras fit with early stopping, the robust (trimmed) autoencoder fit,
-positive-unlabelled rows, and label metrics."""
+and label metrics (the positive-unlabelled rows are in `data`: NumPy only)."""
 
 from __future__ import annotations
 
@@ -50,26 +50,6 @@ def robust_autoencoder(
             model, x[fit_rows], zeros[fit_rows], x[val_rows], zeros[val_rows], params, "mse", log_dir
         )
     return model, history
-
-
-def labelled_and_presumed_normal(
-    labels: np.ndarray, rows: np.ndarray, params: TrainingParams
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows to learn from when labels are few: the labelled ones among `rows`, plus a sample of the
-    unlabelled ones taken as normal at a low weight (most users are normal: positive-unlabelled learning).
-    Weights balance the two classes. Returns (row indices, targets, weights)."""
-    known = np.flatnonzero(rows & ~np.isnan(labels))
-    unlabelled = np.flatnonzero(rows & np.isnan(labels))
-    rng = np.random.default_rng(params.seed)
-    sample = rng.choice(unlabelled, size=min(params.unlabelled_sample, len(unlabelled)), replace=False)
-    index = np.concatenate([known, sample])
-    y = np.concatenate([labels[known], np.zeros(len(sample))]).astype(np.float32)
-    weight = np.concatenate([np.ones(len(known)), np.full(len(sample), params.unlabelled_weight)])
-    for target in (0.0, 1.0):  # each class carries half of the total weight
-        chosen = y == target
-        if chosen.any():
-            weight[chosen] *= 0.5 * weight.sum() / weight[chosen].sum()
-    return index, y, weight.astype(np.float32)
 
 
 def fit_keras(

@@ -11,8 +11,9 @@ import numpy as np
 from shopguard.model.autoencoder import build_log_autoencoder
 from shopguard.model.backend import keras
 from shopguard.model.base import Fitted
+from shopguard.model.data import labelled_and_presumed_normal
 from shopguard.model.explain import Explanation
-from shopguard.model.fitting import labelled_and_presumed_normal, predict, robust_autoencoder
+from shopguard.model.fitting import predict, robust_autoencoder
 from shopguard.model.layers import ResidualLogisticHead
 
 if TYPE_CHECKING:
