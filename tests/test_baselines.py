@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -45,6 +46,6 @@ def test_the_baselines_fit_without_importing_keras_or_tensorflow():
         "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          cwd=__file__.rsplit("/", 1)[0])  # fmt: skip
+                          cwd=Path(__file__).parent)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
