@@ -11,6 +11,8 @@ from shopguard.evaluation import (
     quality_metrics,
     ranking_summary,
     reason_signature_rate,
+    top_share,
+    weighted_like,
     with_unscored,
 )
 from shopguard.model import holdout_mask, validation_mask
@@ -86,3 +88,42 @@ def test_users_never_trained_on_are_the_holdout_or_else_validation_users_and_new
     assert (fresh[:1000] == validation_mask(users[:1000], 0.2)).all()
     held_out = never_trained_on(users, 0.5, 0.2, trained)
     assert (held_out == holdout_mask(users, 0.5)).all()
+
+
+def test_weighted_rows_count_as_that_many_users_in_every_metric():
+    frame = join_truth(SCORES, TRUTH)
+    weighted = frame.assign(weight=np.where(frame.anomaly_type.isna(), 3.0, 1.0))
+    repeated = frame.loc[frame.index.repeat(weighted.weight.astype(int))].reset_index(drop=True)
+
+    # 3 anomalies + 7 normal users x 3 = 24 users; a 20% budget is the top 5 either way
+    pd.testing.assert_frame_equal(
+        quality_metrics(weighted, "m", budgets=(0.2,)), quality_metrics(repeated, "m", budgets=(0.2,))
+    )
+    assert value(quality_metrics(weighted, "m"), "all", "positives") == 3
+
+
+def test_the_top_share_with_unit_weights_is_pandas_first_rank():
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 20, 500).astype(float)  # many ties
+    for share in (0.001, 0.01, 0.05, 0.5):
+        expected = pd.Series(scores).rank(ascending=False, method="first") <= max(1, round(share * 500))
+        assert (top_share(scores, np.ones(500), share) == expected.to_numpy()).all()
+
+
+def test_a_heavy_row_at_the_budget_edge_is_inside():
+    inside = top_share(np.array([0.9, 0.5, 0.1]), np.array([1.0, 50.0, 50.0]), 0.01)  # budget: 1 user
+    assert inside.tolist() == [True, False, False]
+    assert top_share(np.array([0.5, 0.9]), np.array([50.0, 50.0]), 0.01).tolist() == [False, True]
+
+
+def test_a_baseline_on_a_smaller_sample_is_weighted_to_the_models_population():
+    model = join_truth(SCORES, TRUTH).assign(
+        weight=np.where(join_truth(SCORES, TRUTH).anomaly_type.isna(), 4.0, 1.0)
+    )
+    baseline = join_truth(SCORES.iloc[[0, 2, 5, 6]][["user_id", "score"]], TRUTH)  # 2 anomalies, 2 others
+
+    weighted = weighted_like(baseline, model)
+
+    anomalous = weighted.anomaly_type.notna()
+    assert weighted.weight[anomalous].tolist() == [1.5, 1.5]  # 3 anomalies in the model's population
+    assert weighted.weight[~anomalous].tolist() == [14.0, 14.0]  # 7 others x 4

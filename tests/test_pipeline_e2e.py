@@ -197,6 +197,31 @@ def test_evaluate_collects_only_a_capped_sample_to_the_driver_for_the_baselines(
     assert metric[(model, "all", "roc_auc")] > 0.9  # the model is still measured on every user
 
 
+def test_above_the_cap_evaluate_weighs_a_sample_of_normal_users_and_keeps_every_known_anomaly(
+    pipeline, tmp_path
+):
+    run = pipeline.copy(tmp_path / "tables")
+    figures = {}
+    for cap in (10_000, 300):
+        report = tmp_path / f"report-{cap}.html"
+        settings = ["--set", "evaluation.baselines=false", "--set", f"evaluation.max_evaluated_rows={cap}"]
+        load_job("evaluate")(
+            ["--date", DAY, "--against", "truth", "--report", str(report), *run.settings, *settings]
+        )
+        rows = run.table("evaluations").to_pandas()
+        figures[cap] = rows[rows.anomaly_type == "all"].set_index("metric")["value"]
+        evaluated = int(re.search(r"(\d+) users evaluated", report.read_text())[1])
+        figures[cap]["evaluated"] = evaluated
+    full, sampled = figures[10_000], figures[300]
+    shares = re.findall(r"of the others, each of whom stands for ([\d.]+) users", report.read_text())
+    assert len(shares) == 1 and float(shares[0]) > 3  # 1,500 users of whom ~300 others were read
+    assert sampled["positives"] == full["positives"]  # every known anomaly is kept, at weight one
+    for recall in ("recall@threshold_alert", "recall@threshold_block"):
+        assert sampled[recall] == full[recall]
+    assert abs(sampled["evaluated"] - full["evaluated"]) <= 0.1 * full["evaluated"]
+    assert abs(sampled["roc_auc"] - full["roc_auc"]) < 0.03
+
+
 def test_verdicts_appended_by_analysts_reach_the_next_training_run(pipeline, tmp_path):
     run = pipeline.copy(tmp_path / "tables")
     (old,) = [json.loads((p / "metadata.json").read_text()) for p in (run.root / "models").iterdir()]

@@ -298,6 +298,9 @@ class EvaluationSettings(_Section):
     # The baselines are single-node scikit-learn: the driver collects every labelled user and a sample of
     # the others up to this many (the model's own metrics cover every user).
     max_baseline_rows: int = Field(100_000, gt=0)
+    # The model's metrics need one score per user on the driver: above this many users besides the known
+    # anomalous ones, every known one and a hashed sample of the others, weighted to stand for all of them.
+    max_evaluated_rows: int = Field(1_000_000, gt=0)
     report_dir: str = "./reports"  # local folder or URI; one HTML file per evaluated date
 
 

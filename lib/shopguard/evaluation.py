@@ -1,15 +1,18 @@
 """How good are the scores: metrics from scikit-learn on frames brought to the driver.
 
-The inputs are small (one score per user, one row per known anomaly), so everything here is pandas and
-numpy on the driver. A "scorer" is anything that gave each user a score: a model's scores partition or a
+The inputs are small (one score per user, one row per known anomaly; above `evaluation.max_evaluated_rows`
+users every known anomaly and a sample of the others), so everything here is pandas and numpy on the driver.
+A frame's optional `weight` column says how many users each row stands for (absent: one); every metric and
+count here is weighted. A "scorer" is anything that gave each user a score: a model's scores partition or a
 baseline fitted here (IsolationForest, HistGradientBoostingClassifier).
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Iterable
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -37,6 +40,34 @@ def _groups(truth: pd.DataFrame) -> list[tuple[str, pd.Series]]:
     if "subtle" in truth and truth["subtle"].notna().any():
         groups.append(("subtle", truth["subtle"].astype("boolean").fillna(False).astype(bool)))
     return groups
+
+
+def weights(frame: pd.DataFrame) -> np.ndarray:
+    """How many users each row stands for."""
+    return frame["weight"].to_numpy(float) if "weight" in frame else np.ones(len(frame))
+
+
+def top_share(scores: np.ndarray, row_weights: np.ndarray, share: float) -> np.ndarray:
+    """Which rows fall within the top `share` of users by score (at least one row; ties in row order, as
+    pandas' rank(method="first")): a row is in while the users ranked above it weigh less than the budget."""
+    order = np.argsort(-scores, kind="stable")
+    above = np.cumsum(row_weights[order]) - row_weights[order]
+    inside = np.zeros(len(scores), bool)
+    inside[order] = above < max(1, round(share * row_weights.sum()))
+    return inside
+
+
+def weighted_like(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
+    """`frame` weighted so that its anomalous users and its other users each weigh what they weigh in `like`
+    (post-stratification): a baseline scored on its own sample of the users measures the same population as
+    the model it is compared with."""
+    target, anomalous = weights(like), like["anomaly_type"].notna().to_numpy()
+    row_weights = np.ones(len(frame))
+    for group, total in ((frame["anomaly_type"].notna().to_numpy(), target[anomalous].sum()),
+                         (frame["anomaly_type"].isna().to_numpy(), target[~anomalous].sum())):  # fmt: skip
+        if group.any():
+            row_weights[group] = total / group.sum()
+    return frame.assign(weight=row_weights)
 
 
 def join_truth(scores: pd.DataFrame, anomalies: pd.DataFrame) -> pd.DataFrame:
@@ -76,6 +107,8 @@ def with_unscored(frame: pd.DataFrame, anomalies: pd.DataFrame, eligible: Iterab
         return frame.assign(unscored=False)
     floor = (frame["score"].min() if len(frame) else 0.0) - 1.0
     filler: dict[str, Any] = {"score": floor, "unscored": True}
+    if "weight" in frame:
+        filler["weight"] = 1.0
     if "is_anomaly" in frame:
         filler["is_anomaly"] = False
     if "action" in frame:
@@ -89,30 +122,31 @@ def with_unscored(frame: pd.DataFrame, anomalies: pd.DataFrame, eligible: Iterab
 def quality_metrics(frame: pd.DataFrame, scorer: str, budgets: Iterable[float] = BUDGETS) -> pd.DataFrame:
     """Long table (scorer, anomaly_type, metric, value): ROC-AUC, PR-AUC (average precision), and
     precision / recall / F1 at each alert budget and, where the frame has them, at the model's thresholds
-    (`is_anomaly` for alert, `action == 'block'` for block). Each group is scored against normal users only."""
+    (`is_anomaly` for alert, `action == 'block'` for block). Each group is scored against normal users only;
+    rows count by their weight."""
     rows: list[tuple[str, str, str, float]] = []
     normal = frame["anomaly_type"].isna()
-    n = len(frame)
-    cuts = {
-        f"budget_{b:g}": frame["score"].rank(ascending=False, method="first") <= max(1, round(b * n))
-        for b in budgets
-    }
+    row_weights = weights(frame)
+    score = frame["score"].to_numpy(float)
+    cuts = {f"budget_{b:g}": pd.Series(top_share(score, row_weights, b), frame.index) for b in budgets}
     if "is_anomaly" in frame:
         cuts["threshold_alert"] = frame["is_anomaly"].astype(bool)
     if "action" in frame:
         cuts["threshold_block"] = frame["action"] == "block"
     for name, positive in _groups(frame):
-        subset = positive | normal
+        subset = (positive | normal).to_numpy()
         y = positive[subset].astype(int).to_numpy()
         if y.sum() == 0 or y.sum() == len(y):
             continue
-        scores = frame.loc[subset, "score"].to_numpy()
-        rows += [(scorer, name, "roc_auc", float(roc_auc_score(y, scores))),
-                 (scorer, name, "pr_auc", float(average_precision_score(y, scores))),
-                 (scorer, name, "positives", float(y.sum()))]  # fmt: skip
+        w = row_weights[subset]
+        rows += [(scorer, name, "roc_auc", float(roc_auc_score(y, score[subset], sample_weight=w))),
+                 (scorer, name, "pr_auc", float(average_precision_score(y, score[subset], sample_weight=w))),
+                 (scorer, name, "positives", float(w[y == 1].sum()))]  # fmt: skip
         for cut, flagged in cuts.items():
             predicted = flagged[subset].astype(int).to_numpy()
-            p, r, f, _ = precision_recall_fscore_support(y, predicted, average="binary", zero_division=0)
+            p, r, f, _ = precision_recall_fscore_support(
+                y, predicted, average="binary", zero_division=0, sample_weight=w
+            )
             rows += [(scorer, name, f"precision@{cut}", float(p)), (scorer, name, f"recall@{cut}", float(r)),
                      (scorer, name, f"f1@{cut}", float(f))]  # fmt: skip
     return pd.DataFrame(rows, columns=["scorer", "anomaly_type", "metric", "value"])
@@ -135,9 +169,15 @@ def reason_signature_rate(frame: pd.DataFrame, scorer: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["scorer", "anomaly_type", "metric", "value"])
 
 
-def common_reasons(reasons: Iterable[Iterable[str]], top: int = 15) -> list[tuple[str, int]]:
-    """The most frequent reasons among alerts."""
-    return Counter(r for rs in reasons for r in rs).most_common(top)
+def common_reasons(
+    reasons: Iterable[Iterable[str]], top: int = 15, row_weights: Iterable[float] | None = None
+) -> list[tuple[str, float]]:
+    """The most frequent reasons among alerts, each alert counted by its weight (default one)."""
+    counted: defaultdict[str, float] = defaultdict(float)
+    for rs, w in zip(reasons, row_weights if row_weights is not None else repeat(1.0), strict=False):
+        for r in rs:
+            counted[r] += w
+    return sorted(counted.items(), key=lambda item: -item[1])[:top]  # stable: ties in first-seen order
 
 
 def ranking_summary(scores: pd.DataFrame, anomalies: pd.DataFrame) -> pd.DataFrame:

@@ -20,14 +20,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
-from shopguard.evaluation import BUDGETS, common_reasons, metric_table  # noqa: E402
+from shopguard.evaluation import BUDGETS, common_reasons, metric_table, weights  # noqa: E402
 
 PLOTS = ("roc", "precision_recall", "score_distributions", "recall_by_type", "alert_reasons", "baselines")
 
 
 @dataclass
 class ScorerResult:
-    """The scores of one scorer joined with the truth (see evaluation.join_truth)."""
+    """The scores of one scorer joined with the truth (see evaluation.join_truth); an optional `weight`
+    column says how many users each row stands for."""
 
     name: str
     kind: str  # "model" or "baseline"
@@ -57,11 +58,11 @@ def _curves(results: list[ScorerResult]) -> str:
     roc, ax_roc = plt.subplots(figsize=(5.5, 4.5))
     pr, ax_pr = plt.subplots(figsize=(5.5, 4.5))
     for result in results:
-        y, s = _labels(result.frame), result.frame["score"].to_numpy()
+        y, s, w = _labels(result.frame), result.frame["score"].to_numpy(), weights(result.frame)
         if y.min() == y.max():
             continue
-        fpr, tpr, _ = roc_curve(y, s)
-        precision, recall, _ = precision_recall_curve(y, s)
+        fpr, tpr, _ = roc_curve(y, s, sample_weight=w)
+        precision, recall, _ = precision_recall_curve(y, s, sample_weight=w)
         ax_roc.plot(fpr, tpr, label=result.name)
         ax_pr.plot(recall, precision, label=result.name)
     ax_roc.plot([0, 1], [0, 1], "k:", linewidth=0.8)
@@ -79,12 +80,15 @@ def _distributions(results: list[ScorerResult]) -> str:
     figure, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.8), squeeze=False)
     for axis, result in zip(axes[0], models, strict=True):
         frame = result.frame
-        scores = np.log10(frame["score"].clip(lower=1e-6))
+        scores, w = np.log10(frame["score"].clip(lower=1e-6)), weights(frame)
         bins = np.linspace(scores.min(), scores.max(), 60)
-        axis.hist(scores[frame["anomaly_type"].isna()], bins=bins, alpha=0.6, label="normal", density=True)
-        axis.hist(
-            scores[frame["anomaly_type"].notna()], bins=bins, alpha=0.6, label="anomalous", density=True
-        )
+        for name, group in (
+            ("normal", frame["anomaly_type"].isna()),
+            ("anomalous", frame["anomaly_type"].notna()),
+        ):
+            axis.hist(
+                scores[group], bins=bins, weights=w[group.to_numpy()], alpha=0.6, label=name, density=True
+            )
         for name, style in (("alert", "--"), ("block", ":")):
             if name in result.thresholds:
                 axis.axvline(
@@ -124,11 +128,13 @@ def _alert_reasons(results: list[ScorerResult]) -> str:
             else pd.Series(False, result.frame.index)
         )
         alerts = result.frame[flagged.astype(bool)]
-        counted = common_reasons(alerts["reasons"])
+        counted = common_reasons(alerts["reasons"], row_weights=weights(alerts))
         if counted:
             names, counts = zip(*reversed(counted), strict=True)
             axis.barh(names, counts)
-        axis.set(title=f"{result.name}: {len(alerts)} alerts", xlabel="alerts naming the reason")
+        axis.set(
+            title=f"{result.name}: {weights(alerts).sum():.0f} alerts", xlabel="alerts naming the reason"
+        )
         axis.tick_params(axis="y", labelsize=7)
     figure.tight_layout()
     return _figure("alert_reasons", figure, "The most common reasons among alerts")
@@ -207,7 +213,8 @@ def render(snapshot_date: date, results: list[ScorerResult], metrics: pd.DataFra
     meanings = "".join(
         f"<li>{html.escape(text)}</li>" for name, text in METRIC_MEANINGS.items() if name in shown
     )
-    positives = int(results[0].frame["anomaly_type"].notna().sum()) if results else 0
+    first = results[0].frame if results else pd.DataFrame({"anomaly_type": []})
+    positives, users = weights(first)[first["anomaly_type"].notna().to_numpy()].sum(), weights(first).sum()
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>shopguard evaluation {snapshot_date}</title>
 <style>
@@ -221,7 +228,7 @@ img {{ max-width: 100%; }}
 </style></head><body>
 <h1>shopguard detection quality, {snapshot_date}</h1>
 {warnings_html}
-<p>{len(results[0].frame) if results else 0} users evaluated, {positives} of them anomalous according to
+<p>{users:.0f} users evaluated, {positives:.0f} of them anomalous according to
 the {html.escape(truth_source)}. Metrics: scikit-learn; every anomaly group is scored against normal users.</p>
 <ul>{notes_html}</ul>
 <h2>Summary</h2>{"".join(sections)}

@@ -1,15 +1,25 @@
-"""The sample of users that single-node code (training, the evaluation baselines) collects to the driver:
-every labelled user, because they are rare and what supervised learning and the metrics need, and a
-deterministic share of the others by user hash, so that reruns pick the same users."""
+"""The samples of users that single-node code collects to the driver. Training and the evaluation baselines
+take every labelled user, because they are rare and what supervised learning and the metrics need;
+evaluation takes every known anomalous user. Both take a deterministic share of the others by user hash,
+so that reruns pick the same users and two samples with one seed nest (the smaller share's users are all in
+the larger one's)."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 log = logging.getLogger("shopguard.sampling")
+
+_BUCKETS = 1_000_000
+
+
+def hashed_share(share: float, seed: int) -> Column:
+    """True for a stable `share` of users, by a hash of `user_id` and `seed`."""
+    return F.abs(F.xxhash64("user_id", F.lit(seed))) % _BUCKETS < share * _BUCKETS
 
 
 def capped_sample(features: DataFrame, max_rows: int, seed: int, setting: str) -> tuple[DataFrame, int]:
@@ -22,5 +32,33 @@ def capped_sample(features: DataFrame, max_rows: int, seed: int, setting: str) -
     keep = max(max_rows - labelled, 0) / max(rows - labelled, 1)
     log.info("sampling %.1f%% of %d unlabelled rows, keeping all %d labelled (%s)",
              100 * keep, rows - labelled, labelled, setting)  # fmt: skip
-    sampled = F.abs(F.xxhash64("user_id", F.lit(seed))) % 1_000_000 < keep * 1_000_000
-    return features.where(F.col("label").isNotNull() | sampled), rows
+    return features.where(F.col("label").isNotNull() | hashed_share(keep, seed)), rows
+
+
+@dataclass(frozen=True)
+class UserSample:
+    """Which users of a date evaluation reads: all of them (`share` 1), or every known anomalous user and a
+    hashed `share` of the others, each of whom stands for `weight` users (the others' count over the
+    sampled others' count, so weighted totals are exact)."""
+
+    rows: int  # users of the date
+    known: int  # known anomalous users among them, all kept
+    share: float
+    seed: int
+    weight: float = 1.0
+
+    @property
+    def sampled(self) -> bool:
+        return self.share < 1.0
+
+    def keep(self, flagged: Column) -> Column:
+        """The rows to keep; `flagged` is true for known anomalous users."""
+        return flagged | hashed_share(self.share, self.seed) if self.sampled else F.lit(True)
+
+
+def user_sample(rows: int, known: int, max_others: int, seed: int) -> UserSample:
+    """Every user where at most `max_others` are not known anomalous; else the share of them that keeps
+    about `max_others`."""
+    others = rows - known
+    share = 1.0 if others <= max_others else max_others / others
+    return UserSample(rows, known, share, seed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from shopguard.evaluation import (
     never_trained_on,
     quality_metrics,
     reason_signature_rate,
+    weighted_like,
     with_unscored,
 )
 from shopguard.features import feature_columns
@@ -37,7 +38,7 @@ from shopguard.privacy import pseudonymise
 from shopguard.registry import load_model
 from shopguard.report import ScorerResult, render
 from shopguard.runtime import RunInfo
-from shopguard.sampling import capped_sample
+from shopguard.sampling import UserSample, capped_sample, user_sample
 
 log = logging.getLogger("shopguard.evaluate")
 
@@ -57,9 +58,12 @@ class _Sample:
 
 @dataclass
 class _Population:
-    """The users of the date, who may be evaluated, and the baselines' sample of them."""
+    """The users of the date (every known anomalous one and, above `evaluation.max_evaluated_rows`, a
+    sample of the others), who may be evaluated, and the baselines' sample of them."""
 
     users: np.ndarray
+    drawn: UserSample
+    stands_for: np.ndarray  # how many users each of `users` stands for
     evaluated: np.ndarray
     eligible: set[str]
     holdout: float
@@ -76,19 +80,27 @@ def run(
     the metrics."""
     e = settings.evaluation
     truth = ground_truth(tables, settings, key, day)
-    known = set(truth.user_id)
-    models = [_model_scores(tables, name, day, known) for name in scores_tables or [tables.path("scores")]]
-    people = _population(tables, settings, key, day, truth, models[0][2])
-    notes = [f"{people.evaluated.sum()} users evaluated" + _who(people.holdout, people.restricted)]
+    flagged = _flagged(tables, set(truth.user_id))
+    users, stands_for, drawn = _users_of(tables, day, flagged, e.max_evaluated_rows, settings.model.seed)
+    models = [
+        _model_scores(tables, name, day, flagged, drawn) for name in scores_tables or [tables.path("scores")]
+    ]
+    people = _population(tables, settings, key, day, truth, models[0][2], users, stands_for, drawn, flagged)
     results = []
     for version, scores, metadata in models:
         frame = join_truth(scores[scores.user_id.isin(set(people.users[people.evaluated]))], truth)
         frame = with_unscored(frame, truth, people.eligible)
         results.append(ScorerResult(version, "model", frame, metadata.thresholds))
     unscored = int(results[0].frame["unscored"].sum())
+    evaluated = round(people.stands_for[people.evaluated].sum())
+    notes = [f"{evaluated} users evaluated" + _who(people.holdout, people.restricted)]
+    if drawn.sampled:
+        notes.append(f"metrics on every known anomalous user and {drawn.share:.1%} of the others, each of whom "
+                     f"stands for {drawn.weight:.1f} users (evaluation.max_evaluated_rows: "
+                     f"{e.max_evaluated_rows} of {drawn.rows - drawn.known})")  # fmt: skip
     notes.append(f"{unscored} known anomalous users had no score that day, counted as misses")
     if e.baselines:
-        results += _baselines(people, truth, notes)
+        results += _baselines(people, truth, notes, like=results[0].frame)
 
     metrics = pd.concat(
         [quality_metrics(r.frame, r.name) for r in results]
@@ -108,7 +120,7 @@ def run(
     for warning in warnings:
         log.warning("%s", warning)
     write_text(report, render(day, results, metrics, e.against, notes, warnings))
-    run.note(users=int(people.evaluated.sum()), report=report)
+    run.note(users=evaluated, report=report)
     _print_summary(day, e.against, notes, metrics, report)
     return metrics
 
@@ -117,28 +129,61 @@ def run(
 _SCORE_COLUMNS = ("user_id", "score", "is_anomaly", "action", "model_version")
 
 
+def _flagged(tables: Tables, known: set[str]) -> DataFrame:
+    """A small frame to left-join on `user_id`: `_known` is true for the known anomalous users."""
+    users = pd.DataFrame({"user_id": pd.Series(sorted(known), dtype=object), "_known": True})
+    return F.broadcast(tables.storage.spark.createDataFrame(users, "user_id string, _known boolean"))
+
+
+def _known(frame: DataFrame, flagged: DataFrame) -> DataFrame:
+    """`frame` with `_known` (never null)."""
+    return frame.join(flagged, "user_id", "left").withColumn("_known", F.col("_known").isNotNull())
+
+
+def _users_of(
+    tables: Tables, day: date, flagged: DataFrame, max_others: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, UserSample]:
+    """The users of `day`'s features that evaluation reads, and how they were drawn: all of them, or above
+    `max_others` other users every known anomalous one and a hashed share of the others. One count job
+    first, so that the driver never holds more than about `max_others` + known users."""
+    users = _known(tables.on("features", day).select("user_id"), flagged)
+    row = users.agg(
+        F.count(F.lit(1)).alias("rows"), F.sum(F.col("_known").cast("long")).alias("known")
+    ).first()
+    rows, known = (int(row["rows"]), int(row["known"] or 0)) if row else (0, 0)
+    drawn = user_sample(rows, known, max_others, seed)
+    table = users.where(drawn.keep(F.col("_known"))).toArrow()
+    ids = np.asarray(table.column("user_id").to_pylist(), dtype=object)
+    flags = np.asarray(table.column("_known").to_pylist(), dtype=bool)
+    if drawn.sampled:
+        others = int((~flags).sum())
+        drawn = replace(drawn, weight=(rows - known) / max(others, 1))
+        log.info("evaluating every known anomalous user (%d) and %d of %d others, each standing for %.2f "
+                 "(evaluation.max_evaluated_rows)", known, others, rows - known, drawn.weight)  # fmt: skip
+    return ids, np.where(flags, 1.0, drawn.weight), drawn
+
+
 def _model_scores(
-    tables: Tables, name: str, day: date, known: set[str]
+    tables: Tables, name: str, day: date, flagged: DataFrame, drawn: UserSample
 ) -> tuple[str, pd.DataFrame, ModelMetadata]:
     """(model version, scores of `day`, model metadata) of one scores table (a name under tables.root, a path
-    or a URI). Only what the metrics use travels to the driver: the reasons of alerts and of `known`
-    anomalous users (empty for everyone else), never the percentiles or the timestamps."""
+    or a URI). Only what the metrics use travels to the driver, of the users `drawn` (`weight`: how many
+    users each row stands for): the reasons of alerts and of known anomalous users (empty for everyone
+    else), never the percentiles or the timestamps."""
     path = (
         name if "://" in name or name.startswith("/") else f"{tables.path('scores').rsplit('/', 1)[0]}/{name}"
     )
     if not tables.storage.exists(path):
         raise InputError(f"no scores table at {path}")
-    spark = tables.storage.spark
-    users = pd.DataFrame({"user_id": pd.Series(sorted(known), dtype=object), "_known": True})
-    flagged = spark.createDataFrame(users, "user_id string, _known boolean")
     scores = (
-        tables.storage.read(path, where=[("score_date", "=", day)])
-        .join(F.broadcast(flagged), "user_id", "left")
+        _known(tables.storage.read(path, where=[("score_date", "=", day)]), flagged)
+        .where(drawn.keep(F.col("_known")))
         .select(
             *_SCORE_COLUMNS,
-            F.when(F.col("is_anomaly") | F.col("_known").isNotNull(), F.col("reasons"))
+            F.when(F.col("is_anomaly") | F.col("_known"), F.col("reasons"))
             .otherwise(F.array().cast("array<string>"))
             .alias("reasons"),
+            F.when(F.col("_known"), F.lit(1.0)).otherwise(F.lit(drawn.weight)).alias("weight"),
         )
         .toPandas()
     )
@@ -171,12 +216,16 @@ def _population(
     day: date,
     truth: pd.DataFrame,
     metadata: ModelMetadata,
+    users: np.ndarray,
+    stands_for: np.ndarray,
+    drawn: UserSample,
+    flagged: DataFrame,
 ) -> _Population:
-    """Users never trained on where enough known anomalies are among them; all users of the date otherwise."""
+    """Users never trained on where enough known anomalies are among them; all users of the date otherwise
+    (of `users`, those `drawn`)."""
     holdout = metadata.holdout_share
     features = tables.on("features", day)
-    users = np.asarray(features.select("user_id").toArrow().column("user_id").to_pylist(), dtype=object)
-    trained_users = _training_users(tables, metadata, holdout)
+    trained_users = _training_users(tables, metadata, holdout, drawn, flagged)
     params = {**settings.model.model_dump(), **metadata.training.get("params", {})}
     candidates = np.concatenate([users, truth.user_id.to_numpy(dtype=object)])
     fresh = never_trained_on(candidates, holdout, params["validation_fraction"], trained_users)
@@ -186,7 +235,7 @@ def _population(
     sample = None
     if settings.evaluation.baselines:
         sample = _baseline_sample(tables, settings, key, day, features, params["seed"])
-    return _Population(users, evaluated, eligible, holdout, restricted, params, sample)
+    return _Population(users, drawn, stands_for, evaluated, eligible, holdout, restricted, params, sample)
 
 
 def _baseline_sample(
@@ -206,14 +255,19 @@ def _baseline_sample(
     return _Sample(arrays.user_ids, arrays.x, arrays.labels, rows)
 
 
-def _training_users(tables: Tables, metadata: ModelMetadata, holdout: float) -> set[str]:
-    """Users in the snapshots the model trained on (not needed where it held users out by hash)."""
+def _training_users(
+    tables: Tables, metadata: ModelMetadata, holdout: float, drawn: UserSample, flagged: DataFrame
+) -> set[str]:
+    """Users in the snapshots the model trained on (not needed where it held users out by hash), of those
+    `drawn`: no other user is looked up."""
     snapshots = metadata.training_snapshots
     if holdout > 0 or not snapshots:
         return set()
     trained = tables.read(
         "features", where=[("snapshot_date", "in", [date.fromisoformat(d) for d in snapshots])]
-    )
+    ).select("user_id")
+    if drawn.sampled:
+        trained = _known(trained, flagged).where(drawn.keep(F.col("_known")))
     return {r.user_id for r in trained.select("user_id").distinct().collect()}
 
 
@@ -250,9 +304,13 @@ def _warnings(restricted: bool, frame: pd.DataFrame, unscored: int) -> list[str]
     return found
 
 
-def _baselines(people: _Population, truth: pd.DataFrame, notes: list[str]) -> list[ScorerResult]:
+def _baselines(
+    people: _Population, truth: pd.DataFrame, notes: list[str], like: pd.DataFrame
+) -> list[ScorerResult]:
     """IsolationForest and gradient-boosted trees on the same features (the trees on the same labelled and
-    presumed-normal rows as the classifier), never scored on users they learnt from."""
+    presumed-normal rows as the classifier), never scored on users they learnt from. Where either sample
+    left users out, each baseline's users are weighted to stand for the same population as `like`, the
+    model's."""
     sample, params = people.sample, people.params
     assert sample is not None, "baselines without their sample"
     users, x, labels = sample.users, sample.x, sample.known
@@ -284,11 +342,13 @@ def _baselines(people: _Population, truth: pd.DataFrame, notes: list[str]) -> li
         results.append(("baseline:gradient_boosting", boosted))
     else:
         notes.append("gradient-boosted baseline skipped: too few labelled users")
-    return [
-        ScorerResult(name, "baseline", with_unscored(
-            join_truth(pd.DataFrame({"user_id": users[evaluated], "score": s}), truth), truth, eligible))
+    frames = [
+        (name, with_unscored(join_truth(pd.DataFrame({"user_id": users[evaluated], "score": s}), truth), truth, eligible))
         for name, s in results
     ]  # fmt: skip
+    if people.drawn.sampled or len(users) < sample.rows:
+        frames = [(name, weighted_like(frame, like)) for name, frame in frames]
+    return [ScorerResult(name, "baseline", frame) for name, frame in frames]
 
 
 def _print_summary(day: date, against: str, notes: list[str], metrics: pd.DataFrame, report: str) -> None:
