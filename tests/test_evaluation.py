@@ -110,6 +110,13 @@ def test_the_top_share_with_unit_weights_is_pandas_first_rank():
         assert (top_share(scores, np.ones(500), share) == expected.to_numpy()).all()
 
 
+def test_the_ranking_counts_weighted_rows_as_that_many_users():
+    many = SCORES.assign(weight=np.where(SCORES.user_id.isin(TRUTH.user_id), 1.0, 3.0))
+    repeated = many.loc[many.index.repeat(many.weight.astype(int))].drop(columns="weight")
+
+    pd.testing.assert_frame_equal(ranking_summary(many, TRUTH), ranking_summary(repeated, TRUTH))
+
+
 def test_a_heavy_row_at_the_budget_edge_is_inside():
     inside = top_share(np.array([0.9, 0.5, 0.1]), np.array([1.0, 50.0, 50.0]), 0.01)  # budget: 1 user
     assert inside.tolist() == [True, False, False]

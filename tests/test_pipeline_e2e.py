@@ -151,6 +151,15 @@ def test_the_summary_reports_counts_per_step_and_ranks_per_anomaly_type(pipeline
     assert "features      features" in out and "score         scores" in out
     assert all(kind in out for kind in DESIGNED)
 
+    load_job("summary")(["--date", DAY, *pipeline.settings, "--set", "evaluation.max_evaluated_rows=300"])
+    capped = capsys.readouterr().out
+
+    def counted(text):  # the users scored, and the known and scored anomalies of every type
+        rows = [line.split()[:3] for line in text.splitlines() if line.split()[:1] in [[k] for k in DESIGNED]]
+        return re.search(r"(\d+) users scored", text)[1], rows
+
+    assert counted(capped) == counted(out)  # exact though ~300 of the other users were read
+
 
 def test_a_bad_setting_stops_submit_sh_before_spark_starts():
     result = submit("score", "--date", DAY, "--set", "model.epocs=3", timeout=120)

@@ -182,9 +182,13 @@ def common_reasons(
 
 def ranking_summary(scores: pd.DataFrame, anomalies: pd.DataFrame) -> pd.DataFrame:
     """Per anomaly type (and 'all'): how many known anomalies were scored, how many rank in the top 1% and
-    5% of all users, and ROC-AUC / PR-AUC against users not known as anomalous."""
-    frame = join_truth(scores[["user_id", "score"]], anomalies)
-    frame["rank_share"] = frame["score"].rank(ascending=False, method="first") / len(frame)
+    5% of all users, and ROC-AUC / PR-AUC against users not known as anomalous (rows count by `weight`)."""
+    frame = join_truth(scores[[c for c in ("user_id", "score", "weight") if c in scores]], anomalies)
+    row_weights, score = weights(frame), frame["score"].to_numpy(float)
+    order = np.argsort(-score, kind="stable")
+    rank_share = np.empty(len(frame))
+    rank_share[order] = np.cumsum(row_weights[order]) / row_weights.sum()
+    frame["rank_share"] = rank_share
     normal = frame["anomaly_type"].isna()
     rows = []
     for name, positive in _groups(frame):
@@ -196,10 +200,12 @@ def ranking_summary(scores: pd.DataFrame, anomalies: pd.DataFrame) -> pd.DataFra
             inside = frame.loc[positive, "rank_share"] <= share
             row[f"top_{share:.0%}"] = int(inside.sum())
             row[f"recall_top_{share:.0%}"] = float(inside.mean()) if positive.any() else np.nan
-        y = positive[positive | normal].astype(int)
+        subset = (positive | normal).to_numpy()
+        y = positive[subset].astype(int)
         if y.nunique() == 2:
-            row["roc_auc"] = float(roc_auc_score(y, frame.loc[positive | normal, "score"]))
-            row["pr_auc"] = float(average_precision_score(y, frame.loc[positive | normal, "score"]))
+            w = row_weights[subset]
+            row["roc_auc"] = float(roc_auc_score(y, score[subset], sample_weight=w))
+            row["pr_auc"] = float(average_precision_score(y, score[subset], sample_weight=w))
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -7,9 +7,12 @@ the larger one's)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 
-from pyspark.sql import Column, DataFrame
+import numpy as np
+import pandas as pd
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 log = logging.getLogger("shopguard.sampling")
@@ -55,6 +58,11 @@ class UserSample:
         """The rows to keep; `flagged` is true for known anomalous users."""
         return flagged | hashed_share(self.share, self.seed) if self.sampled else F.lit(True)
 
+    def weigh(self, frame: DataFrame) -> DataFrame:
+        """The rows of `frame` (with `_known`) to keep, with `weight`."""
+        weight = F.when(F.col("_known"), F.lit(1.0)).otherwise(F.lit(self.weight))
+        return frame.where(self.keep(F.col("_known"))).withColumn("weight", weight)
+
 
 def user_sample(rows: int, known: int, max_others: int, seed: int) -> UserSample:
     """Every user where at most `max_others` are not known anomalous; else the share of them that keeps
@@ -62,3 +70,41 @@ def user_sample(rows: int, known: int, max_others: int, seed: int) -> UserSample
     others = rows - known
     share = 1.0 if others <= max_others else max_others / others
     return UserSample(rows, known, share, seed)
+
+
+def known_users(spark: SparkSession, known: Iterable[str]) -> DataFrame:
+    """A small broadcast frame (user_id, _known) of the known anomalous users, to flag them with
+    `with_known`."""
+    users = pd.DataFrame({"user_id": pd.Series(sorted(set(known)), dtype=object), "_known": True})
+    return F.broadcast(spark.createDataFrame(users, "user_id string, _known boolean"))
+
+
+def with_known(known: DataFrame) -> Callable[[DataFrame], DataFrame]:
+    """Adds `_known` (never null) from a `known_users` frame."""
+
+    def transform(frame: DataFrame) -> DataFrame:
+        return frame.join(known, "user_id", "left").withColumn("_known", F.col("_known").isNotNull())
+
+    return transform
+
+
+def collect_drawn(
+    frame: DataFrame, max_others: int, seed: int, setting: str
+) -> tuple[pd.DataFrame, UserSample]:
+    """`frame` (one row per user, with `_known`) on the driver: every row where at most `max_others` are not
+    known anomalous, else every known one and a hashed share of the others, each with the `weight` of the
+    users it stands for (the others' count over the sampled others' count, so weighted totals are exact).
+    One count job first, so that the driver never holds more than about `max_others` + known rows."""
+    row = frame.agg(
+        F.count(F.lit(1)).alias("rows"), F.sum(F.col("_known").cast("long")).alias("known")
+    ).first()
+    rows, known = (int(row["rows"]), int(row["known"] or 0)) if row else (0, 0)
+    drawn = user_sample(rows, known, max_others, seed)
+    collected = frame.where(drawn.keep(F.col("_known"))).toPandas()
+    flags = collected["_known"].to_numpy(bool)
+    if drawn.sampled:
+        others = int((~flags).sum())
+        drawn = replace(drawn, weight=(rows - known) / max(others, 1))
+        log.info("reading every known anomalous user (%d) and %d of %d others, each standing for %.2f (%s)",
+                 known, others, rows - known, drawn.weight, setting)  # fmt: skip
+    return collected.assign(weight=np.where(flags, 1.0, drawn.weight)), drawn

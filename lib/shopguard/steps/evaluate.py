@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -38,7 +39,7 @@ from shopguard.privacy import pseudonymise
 from shopguard.registry import load_model
 from shopguard.report import ScorerResult, render
 from shopguard.runtime import RunInfo
-from shopguard.sampling import UserSample, capped_sample, user_sample
+from shopguard.sampling import UserSample, capped_sample, collect_drawn, known_users, with_known
 
 log = logging.getLogger("shopguard.evaluate")
 
@@ -80,12 +81,13 @@ def run(
     the metrics."""
     e = settings.evaluation
     truth = ground_truth(tables, settings, key, day)
-    flagged = _flagged(tables, set(truth.user_id))
-    users, stands_for, drawn = _users_of(tables, day, flagged, e.max_evaluated_rows, settings.model.seed)
+    flagged = with_known(known_users(tables.storage.spark, truth.user_id))
+    users, drawn = collect_drawn(tables.on("features", day).select("user_id").transform(flagged),
+                                 e.max_evaluated_rows, settings.model.seed, "evaluation.max_evaluated_rows")  # fmt: skip
     models = [
         _model_scores(tables, name, day, flagged, drawn) for name in scores_tables or [tables.path("scores")]
     ]
-    people = _population(tables, settings, key, day, truth, models[0][2], users, stands_for, drawn, flagged)
+    people = _population(tables, settings, key, day, truth, models[0][2], users, drawn, flagged)
     results = []
     for version, scores, metadata in models:
         frame = join_truth(scores[scores.user_id.isin(set(people.users[people.evaluated]))], truth)
@@ -129,42 +131,8 @@ def run(
 _SCORE_COLUMNS = ("user_id", "score", "is_anomaly", "action", "model_version")
 
 
-def _flagged(tables: Tables, known: set[str]) -> DataFrame:
-    """A small frame to left-join on `user_id`: `_known` is true for the known anomalous users."""
-    users = pd.DataFrame({"user_id": pd.Series(sorted(known), dtype=object), "_known": True})
-    return F.broadcast(tables.storage.spark.createDataFrame(users, "user_id string, _known boolean"))
-
-
-def _known(frame: DataFrame, flagged: DataFrame) -> DataFrame:
-    """`frame` with `_known` (never null)."""
-    return frame.join(flagged, "user_id", "left").withColumn("_known", F.col("_known").isNotNull())
-
-
-def _users_of(
-    tables: Tables, day: date, flagged: DataFrame, max_others: int, seed: int
-) -> tuple[np.ndarray, np.ndarray, UserSample]:
-    """The users of `day`'s features that evaluation reads, and how they were drawn: all of them, or above
-    `max_others` other users every known anomalous one and a hashed share of the others. One count job
-    first, so that the driver never holds more than about `max_others` + known users."""
-    users = _known(tables.on("features", day).select("user_id"), flagged)
-    row = users.agg(
-        F.count(F.lit(1)).alias("rows"), F.sum(F.col("_known").cast("long")).alias("known")
-    ).first()
-    rows, known = (int(row["rows"]), int(row["known"] or 0)) if row else (0, 0)
-    drawn = user_sample(rows, known, max_others, seed)
-    table = users.where(drawn.keep(F.col("_known"))).toArrow()
-    ids = np.asarray(table.column("user_id").to_pylist(), dtype=object)
-    flags = np.asarray(table.column("_known").to_pylist(), dtype=bool)
-    if drawn.sampled:
-        others = int((~flags).sum())
-        drawn = replace(drawn, weight=(rows - known) / max(others, 1))
-        log.info("evaluating every known anomalous user (%d) and %d of %d others, each standing for %.2f "
-                 "(evaluation.max_evaluated_rows)", known, others, rows - known, drawn.weight)  # fmt: skip
-    return ids, np.where(flags, 1.0, drawn.weight), drawn
-
-
 def _model_scores(
-    tables: Tables, name: str, day: date, flagged: DataFrame, drawn: UserSample
+    tables: Tables, name: str, day: date, flagged: Callable[[DataFrame], DataFrame], drawn: UserSample
 ) -> tuple[str, pd.DataFrame, ModelMetadata]:
     """(model version, scores of `day`, model metadata) of one scores table (a name under tables.root, a path
     or a URI). Only what the metrics use travels to the driver, of the users `drawn` (`weight`: how many
@@ -176,14 +144,15 @@ def _model_scores(
     if not tables.storage.exists(path):
         raise InputError(f"no scores table at {path}")
     scores = (
-        _known(tables.storage.read(path, where=[("score_date", "=", day)]), flagged)
-        .where(drawn.keep(F.col("_known")))
+        tables.storage.read(path, where=[("score_date", "=", day)])
+        .transform(flagged)
+        .transform(drawn.weigh)
         .select(
             *_SCORE_COLUMNS,
             F.when(F.col("is_anomaly") | F.col("_known"), F.col("reasons"))
             .otherwise(F.array().cast("array<string>"))
             .alias("reasons"),
-            F.when(F.col("_known"), F.lit(1.0)).otherwise(F.lit(drawn.weight)).alias("weight"),
+            "weight",
         )
         .toPandas()
     )
@@ -216,14 +185,14 @@ def _population(
     day: date,
     truth: pd.DataFrame,
     metadata: ModelMetadata,
-    users: np.ndarray,
-    stands_for: np.ndarray,
+    drawn_users: pd.DataFrame,
     drawn: UserSample,
-    flagged: DataFrame,
+    flagged: Callable[[DataFrame], DataFrame],
 ) -> _Population:
     """Users never trained on where enough known anomalies are among them; all users of the date otherwise
-    (of `users`, those `drawn`)."""
+    (of the users `drawn`)."""
     holdout = metadata.holdout_share
+    users = drawn_users["user_id"].to_numpy(dtype=object)
     features = tables.on("features", day)
     trained_users = _training_users(tables, metadata, holdout, drawn, flagged)
     params = {**settings.model.model_dump(), **metadata.training.get("params", {})}
@@ -235,7 +204,17 @@ def _population(
     sample = None
     if settings.evaluation.baselines:
         sample = _baseline_sample(tables, settings, key, day, features, params["seed"])
-    return _Population(users, drawn, stands_for, evaluated, eligible, holdout, restricted, params, sample)
+    return _Population(
+        users,
+        drawn,
+        drawn_users["weight"].to_numpy(float),
+        evaluated,
+        eligible,
+        holdout,
+        restricted,
+        params,
+        sample,
+    )
 
 
 def _baseline_sample(
@@ -256,7 +235,11 @@ def _baseline_sample(
 
 
 def _training_users(
-    tables: Tables, metadata: ModelMetadata, holdout: float, drawn: UserSample, flagged: DataFrame
+    tables: Tables,
+    metadata: ModelMetadata,
+    holdout: float,
+    drawn: UserSample,
+    flagged: Callable[[DataFrame], DataFrame],
 ) -> set[str]:
     """Users in the snapshots the model trained on (not needed where it held users out by hash), of those
     `drawn`: no other user is looked up."""
@@ -267,7 +250,7 @@ def _training_users(
         "features", where=[("snapshot_date", "in", [date.fromisoformat(d) for d in snapshots])]
     ).select("user_id")
     if drawn.sampled:
-        trained = _known(trained, flagged).where(drawn.keep(F.col("_known")))
+        trained = trained.transform(flagged).where(drawn.keep(F.col("_known")))
     return {r.user_id for r in trained.select("user_id").distinct().collect()}
 
 

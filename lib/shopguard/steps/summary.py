@@ -10,6 +10,7 @@ from shopguard.errors import InputError
 from shopguard.evaluation import format_table, ranking_summary
 from shopguard.labels import latest_anomalous, read_labels
 from shopguard.privacy import pseudonymise
+from shopguard.sampling import collect_drawn, known_users, with_known
 
 # (step, table) whose newest commit by that step holds the counts of the night
 COUNTED = (
@@ -27,9 +28,6 @@ def run(tables: Tables, settings: Settings, day: date, key: bytes | None) -> str
     lines = ["", f"shopguard summary for {day}", "", "step          table          rows in -> rows out"]
     lines += [line for step, table in COUNTED if (line := _counts_line(tables, step, table))]
     tables.require("scores", "run the score job first")
-    scores = tables.on("scores", day).select("user_id", "score", "action").toPandas()
-    if scores.empty:
-        raise InputError(f"no scores for {day}; run the score job for that date")
     if tables.exists("truth"):
         known, source = tables.read("truth"), "truth"
         if key is not None:  # scores hold pseudonyms
@@ -39,13 +37,21 @@ def run(tables: Tables, settings: Settings, day: date, key: bytes | None) -> str
         source = "labels"
     else:
         raise InputError("neither a truth nor a labels table to rank against")
-    ranking = ranking_summary(scores, known.select("user_id", "anomaly_type").toPandas())
+    anomalies = known.select("user_id", "anomaly_type").toPandas()
+    day_scores = tables.on("scores", day)
+    actions = {r["action"]: int(r["count"]) for r in day_scores.groupBy("action").count().collect()}
+    if not actions:
+        raise InputError(f"no scores for {day}; run the score job for that date")
+    flagged = with_known(known_users(tables.storage.spark, anomalies.user_id))
+    cap = settings.evaluation.max_evaluated_rows
+    scores, _ = collect_drawn(day_scores.select("user_id", "score").transform(flagged), cap,
+                              settings.model.seed, "evaluation.max_evaluated_rows")  # fmt: skip
     lines += [
         "",
-        f"{len(scores)} users scored; actions {scores['action'].value_counts().to_dict()}",
+        f"{sum(actions.values())} users scored; actions {dict(sorted(actions.items(), key=lambda a: -a[1]))}",
         "",
         f"injected anomalies ({source}) by rank among all scored users:",
-        format_table(ranking),
+        format_table(ranking_summary(scores, anomalies)),
         "",
     ]
     return "\n".join(lines)
