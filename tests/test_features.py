@@ -101,6 +101,10 @@ CLICKS = [
     click("owl", at(1, -1)),
     click("owl", at(1, 1)),
     click("owl", at(1, 3)),
+    # two clicks at one instant end a day: still one day with clicks
+    click("twin", at(1.9)),
+    click("twin", at(1.5), item="i1"),
+    click("twin", at(1.5), item="i2"),
     # reviews: two extreme, two at night
     click("critic", at(1, hour=2), "review", rating=1),
     click("critic", at(1, hour=3), "review", rating=5),
@@ -139,7 +143,8 @@ def test_counts_and_ratios_follow_their_windows(f):
     assert u["cart_per_view_1d"] == pytest.approx(0.5)
     assert u["login_failure_rate_7d"] == pytest.approx(0.5)
     assert u["login_failure_rate_1d"] == 0.0  # no logins: a rate of 0, never null
-    assert u["active_days_30d"] == 3
+    assert (u["active_days_1d"], u["active_days_7d"], u["active_days_30d"]) == (1, 2, 3)
+    assert (f["twin"]["active_days_1d"], f["twin"]["active_days_7d"]) == (0, 1)
 
 
 def test_events_at_or_after_the_cutoff_never_reach_the_snapshot(f):

@@ -10,9 +10,10 @@ To add a feature: add one aggregate to the function of its group below (`_click_
 How it is computed, and why (bench/speed.py measures it against DuckDB): each log is aggregated per user in
 one pass (the clicks already partitioned by user-day and sorted by time by de-duplication, so the gaps
 between events cost no further shuffle of the clicks, and a heavy user spreads over many tasks), and every
-distinct count (sessions, days, items, devices, addresses ...) comes from one table of (user, kind, value,
+distinct count (sessions, items, devices, addresses ...) comes from one table of (user, kind, value,
 first seen, last seen) rows built from both logs, never from collecting sets per user: a value was seen in
-a window when its last sighting falls in it.
+a window when its last sighting falls in it. Days with clicks are counted the same way from each user-day's
+last click, which the window of the gaps marks.
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ ENTITIES: dict[str, dict[str, str]] = {
 _TIME = {"clicks": "event_time", "transactions": "order_time"}
 # Kinds whose other users count: how many users share the user's device, IP or shipping address.
 SHARED_KINDS = ("device", "ip", "address")
+# Counted from each user-day's last click, which the window of the gaps between clicks marks, not from the
+# entity rows: those would format every click's date as a string and shuffle one row per user-day.
+CLICK_DAY_KINDS = ("day",)
 # Each kind's code in the entity rows: a small number, compared by every entity feature on every row, where
 # the kind's name was a string comparison each time.
 KIND_CODES = {
@@ -123,6 +127,12 @@ class Distinct:
     def from_entities(self) -> str:
         """The same count over the (user, kind, value, first_seen, last_seen) rows of `_entity_rows`."""
         return _count(f"{is_kind(self.kind)} AND last_seen >= {self.since}")
+
+    @property
+    def from_last_clicks(self) -> str:
+        """A count of click days, over the clicks marked `last_of_day` (`_with_previous_click`): a day was
+        seen in a window when its last click falls in it."""
+        return _count(f"last_of_day AND event_time >= {self.since}")
 
 
 Aggregate = str | Distinct  # SQL of an aggregate over the log, or a distinct count
@@ -276,7 +286,7 @@ def _entities(clicks: DataFrame, orders: DataFrame, spec: FeatureSpec, start: Wi
     look-back. Each part explodes only its own kinds: one set of rows filtered by kind afterwards made each
     part explode every kind of every click (10 M events: 120 M rows generated for 60 M used)."""
     recent = f"last_seen >= {start[spec.max_window]}"
-    others = [kind for kinds in ENTITIES.values() for kind in kinds if kind not in SHARED_KINDS]
+    others = [k for kinds in ENTITIES.values() for k in kinds if k not in (*SHARED_KINDS, *CLICK_DAY_KINDS)]
     shared = _entity_rows(clicks, orders, SHARED_KINDS, spec, start).withColumn(
         "users", F.expr(f"count_if({recent}) OVER (PARTITION BY kind, entity)")
     )
@@ -345,14 +355,16 @@ def _cross_source_features(spec: FeatureSpec) -> list[tuple[str, str]]:
 
 
 def _with_previous_click(clicks: DataFrame) -> DataFrame:
-    """`prev_event_time`: the user's click before each click (null for the first), for the gaps.
+    """`prev_event_time`: the user's click before each click (null for the first), for the gaps; and
+    `last_of_day`: true on exactly one click of each user-day, its last (for the days seen, CLICK_DAY_KINDS).
 
     Within a day by a window over user-days (`with_day`: de-duplication's partitioning and order, no
     shuffle), across days from the last click of the user's previous active day (one small row per
     user-day): no task holds more than a user-day, however many events one user has."""
     clicks = with_day(clicks)
-    rows = clicks.withColumn(
-        "_prev_in_day", F.lag("event_time").over(Window.partitionBy("user_id", DAY).orderBy("event_time"))
+    in_day = Window.partitionBy("user_id", DAY).orderBy("event_time")
+    rows = clicks.withColumn("_prev_in_day", F.lag("event_time").over(in_day)).withColumn(
+        "last_of_day", F.lead("event_time").over(in_day).isNull()
     )
     days = clicks.groupBy("user_id", DAY).agg(F.max("event_time").alias("_last"))
     days = days.select(
@@ -384,13 +396,14 @@ def user_snapshot(clicks: DataFrame, orders: DataFrame, snapshot_date: date, spe
         ))  # fmt: skip
 
     click_features, order_features = _click_aggregates(spec, start), _order_aggregates(spec, start)
-    distinct = [
-        (name, a.from_entities) for name, a in (*click_features, *order_features) if isinstance(a, Distinct)
-    ]
+    counts = [(name, a) for name, a in (*click_features, *order_features) if isinstance(a, Distinct)]
+    by_day = [(name, a.from_last_clicks) for name, a in counts if a.kind in CLICK_DAY_KINDS]
+    distinct = [(name, a.from_entities) for name, a in counts if a.kind not in CLICK_DAY_KINDS]
     entity_features = [*distinct, *_item_concentration(spec), *_entity_aggregates(spec, start)]
     per_user = [
         timed_clicks.groupBy("user_id").agg(*_named([
             *_plain(click_features),
+            *by_day,
             ("signup_time", "min(CASE WHEN event_type = 'signup' THEN event_time END)"),
             ("recent_clicks", _count(f"event_time >= {recent}")),
         ])),
