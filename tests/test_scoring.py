@@ -73,7 +73,7 @@ def test_warmed_workers_are_the_ones_scoring_gets_with_the_model_loaded(spark, s
     model, _ = stored
     plan = ScoringPlan.from_metadata(model.model_bytes, model.metadata)
     tasks = spark.sparkContext.defaultParallelism
-    warmed = warm_workers(spark.range(0, tasks, 1, tasks), plan).collect()
+    warmed = warm_workers(spark.range(0, tasks, 1, tasks), plan, rows=64).collect()
     assert len(warmed) == tasks and all(r.seconds >= 0 for r in warmed)
 
     def probe(batches):

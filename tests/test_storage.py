@@ -262,3 +262,18 @@ def test_version_is_the_latest_commit_whoever_made_it_and_a_missing_table_is_an_
 
     write_deltalake(path, rows(spark, [("b", 2.0, AT, D2)]).toArrow(), mode="append")
     assert storage.version(path) == 1 == DeltaTable(path).version()
+
+
+def test_a_write_after_a_preload_keeps_what_another_writer_committed_since(spark, storage, tmp_path):
+    path = str(tmp_path / "t")
+    assert storage.preload(path) is None  # no table yet: nothing to load, no error
+    storage.write(rows(spark, [("a", 1.0, AT, D1)]), path, mode="append", partition_by=["day"])
+    assert storage.preload(path) == (0 if storage.name == "delta-spark" else None)
+    from deltalake import write_deltalake  # another writer commits after the preload, before our write
+
+    write_deltalake(path, rows(spark, [("b", 2.0, AT, D2)]).toArrow(), mode="append", partition_by=["day"])
+    storage.write(rows(spark, [("c", 3.0, AT, D1)]), path, mode="overwrite", partition_by=["day"],
+                  replace_where=[("day", "=", D1)])  # fmt: skip
+
+    assertDataFrameEqual(storage.read(path), rows(spark, [("c", 3.0, AT, D1), ("b", 2.0, AT, D2)]))
+    assert storage.version(path) == 2

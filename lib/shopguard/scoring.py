@@ -125,14 +125,21 @@ def _worker_model(plan: ScoringPlan):
 WARMED = "worker_pid long, seconds double"
 
 
-def warm_workers(seeds: DataFrame, plan: ScoringPlan) -> DataFrame:
-    """One row per partition of `seeds`: the Python worker that loaded the plan's model, and how long that
-    took. It is a pandas UDF like the scoring itself, because that is what makes Spark hand the scoring the
-    same (reused) workers: the workers of an RDD job doing the same were not reused by the scoring."""
+def warm_workers(seeds: DataFrame, plan: ScoringPlan, rows: int = 0) -> DataFrame:
+    """One row per partition of `seeds`: the Python worker that loaded the plan's model and called it once on
+    `rows` rows of zeros, and how long that took. It is a pandas UDF like the scoring itself, because that
+    is what makes Spark hand the scoring the same (reused) workers: the workers of an RDD job doing the same
+    were not reused by the scoring. The call matters: a model's first call in a process took 1.1-1.3 s for
+    4,096 rows in the score job's first batch against 0.4 s for the next such call (TensorFlow sets up its
+    kernels and buffers), so the first batch pays it unless the warm-up did (docs/sizing.md)."""
 
     def load(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         started = time.perf_counter()
-        _worker_model(plan)
+        from shopguard.model import batch_scores  # in the worker: Keras is never imported on the driver
+
+        model = _worker_model(plan)
+        if rows:
+            batch_scores(model, plan.mode, np.zeros((rows, len(plan.feature_names)), dtype=np.float32))
         for _ in batches:
             pass
         seconds = time.perf_counter() - started

@@ -27,9 +27,10 @@ def run(
     commit; returns users per action."""
     plan = ScoringPlan.from_settings(stored.model_bytes, stored.metadata, s)
     tables.storage.spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(s.batch_rows))
-    warming = _start_warming(tables.storage.spark, plan) if s.warm_workers else None
+    warming = _start_warming(tables.storage.spark, plan, s.batch_rows) if s.warm_workers else None
     try:
-        return _score(tables, run, day, stored, plan, table)
+        with tables.preloading(table):
+            return _score(tables, run, day, stored, plan, table)
     finally:
         if warming is not None:
             warming.join()
@@ -70,14 +71,15 @@ def _score(
     return actions
 
 
-def _start_warming(spark: SparkSession, plan: ScoringPlan) -> threading.Thread:
-    """The executors' Python workers import Keras and load the model in a background job while this thread
-    reads and counts the features, instead of at the start of the scoring stage."""
+def _start_warming(spark: SparkSession, plan: ScoringPlan, rows: int) -> threading.Thread:
+    """The executors' Python workers import Keras, load the model and call it once on `rows` rows in a
+    background job while this thread reads and counts the features, instead of at the start of the scoring
+    stage."""
     workers = spark.sparkContext.defaultParallelism
 
     def warm() -> None:
         try:
-            loaded = warm_workers(spark.range(0, workers, 1, workers), plan).collect()
+            loaded = warm_workers(spark.range(0, workers, 1, workers), plan, rows).collect()
         except Exception as exc:  # the scoring loads the model itself and reports its own failure
             log.warning("could not load the model into the Python workers ahead of scoring: %s", exc)
             return

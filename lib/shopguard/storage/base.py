@@ -120,6 +120,12 @@ class DeltaStorage(ABC):
     @abstractmethod
     def schema(self, path: str) -> T.StructType: ...
 
+    def preload(self, path: str) -> int | None:
+        """Load the latest snapshot of the table at `path`, with its file list, now: a write soon after then
+        finds them in memory instead of building them first. Returns the version loaded, or None where
+        there is no table or the backend keeps nothing between calls (delta-rs reads the log per call)."""
+        return None
+
     @abstractmethod
     def partition_columns(self, path: str) -> list[str]: ...
 

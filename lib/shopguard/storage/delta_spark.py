@@ -59,13 +59,29 @@ class DeltaSparkStorage(DeltaStorage):
         """The latest version, from the snapshot Delta's own reader resolves (`DeltaLog.update`): a few
         milliseconds, where `DeltaTable.history(1)` runs a Spark job (warm session: ~11 ms against ~270 ms;
         a features job asks six times)."""
-        jvm = self.spark._jvm
-        assert jvm is not None  # a classic session (delta-spark needs one)
-        log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, path)
-        version = int(log.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty()).version())
+        version = int(self._snapshot(path).version())
         if version < 0:  # Delta's snapshot of a folder without a log
             raise StorageError(f"no Delta table at {path}")
         return version
+
+    def _snapshot(self, path: str) -> Any:  # org.apache.spark.sql.delta.Snapshot
+        """The session's snapshot of the table, brought up to its latest commit."""
+        jvm = self.spark._jvm
+        assert jvm is not None  # a classic session (delta-spark needs one)
+        delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, path)
+        return delta_log.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty())
+
+    def preload(self, path: str) -> int | None:
+        """Delta keeps one snapshot per table in the session (`DeltaLog.update` returns it while no commit
+        has landed since); a replacing write needs its file list and its totals (number of files, bytes),
+        each a Spark job over the log the first time: ~1 s of the score job's write at 1 M events
+        (docs/sizing.md)."""
+        if not self.exists(path):
+            return None
+        snapshot = self._snapshot(path)
+        snapshot.allFiles().count()  # builds the snapshot's cached state: the file list
+        snapshot.sizeInBytes()  # and the totals a commit records
+        return int(snapshot.version())
 
     def schema(self, path: str) -> T.StructType:
         schema: T.StructType = self._table(path).toDF().schema
