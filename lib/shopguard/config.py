@@ -246,7 +246,7 @@ class ScoringSettings(_Section):
     block_threshold: float | None = None
     n_reasons: int = Field(3, ge=0, le=20)
     batch_rows: int = Field(4096, gt=0)
-    warm_workers: bool = True  # Python workers load the model while the driver reads the features
+    warm_workers: bool = True  # workers load the model and call it once while the driver reads the features
     model_version: str | None = None  # None: the newest model
 
 

@@ -2,8 +2,9 @@
 
 The model travels as bytes inside the UDF's closure (PySpark broadcasts a large closure by itself), and
 each Python worker loads it once, keyed by its checksum, then calls it on every batch it is given. Loading
-means importing Keras and TensorFlow first (3-5 s per worker), so the score job can have the workers load
-it (`warm_workers`) while the driver is still reading the features.
+means importing Keras and TensorFlow first (3-5 s per worker), and the model's first call costs more than
+the next ones, so the score job can have the workers load it and call it once (`warm_workers`) while the
+driver is still reading the features.
 """
 
 from __future__ import annotations
