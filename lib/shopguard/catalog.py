@@ -133,23 +133,22 @@ class Tables:
             raise SchemaMismatchError(f"{exc}{'. ' + hint if hint else ''}") from exc
 
     @contextmanager
-    def preloading(self, *names: str) -> Iterator[None]:
-        """While the block runs, load the tables a step will write (`DeltaStorage.preload`) on a background
-        thread, so that their writes do not start by reading their logs. The driver mostly waits on the
+    def preloading(self, name: str) -> Iterator[None]:
+        """While the block runs, load the table the step will write (`DeltaStorage.preload`) on a background
+        thread, so that its write does not start by reading its log. The driver mostly waits on the
         step's first Spark jobs then; the preload is a few small jobs. A failure here only costs the
         write its head start, so it is logged, never raised. Waits for the thread on the way out."""
 
         def load() -> None:
-            for name in names:
-                started = time.perf_counter()
-                try:
-                    version = self.storage.preload(self.path(name))
-                except Exception as exc:  # noqa: BLE001 - the write loads the table itself
-                    log.warning("could not preload the %s table ahead of its write: %s", name, exc)
-                    continue
-                if version is not None:
-                    log.info("%s table v%d loaded ahead of its write in %.1f s", name, version,
-                             time.perf_counter() - started)  # fmt: skip
+            started = time.perf_counter()
+            try:
+                version = self.storage.preload(self.path(name))
+            except Exception as exc:  # noqa: BLE001 - the write loads the table itself
+                log.warning("could not preload the %s table ahead of its write: %s", name, exc)
+                return
+            if version is not None:
+                log.info("%s table v%d loaded ahead of its write in %.1f s", name, version,
+                         time.perf_counter() - started)  # fmt: skip
 
         thread = threading.Thread(target=load, name="shopguard-preload-tables", daemon=True)
         thread.start()

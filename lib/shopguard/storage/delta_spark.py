@@ -76,9 +76,9 @@ class DeltaSparkStorage(DeltaStorage):
         has landed since); a replacing write needs its file list and its totals (number of files, bytes),
         each a Spark job over the log the first time: ~1 s of the score job's write at 1 M events
         (docs/sizing.md)."""
-        if not self.exists(path):
-            return None
         snapshot = self._snapshot(path)
+        if snapshot.version() < 0:  # no table (as in `version`)
+            return None
         snapshot.allFiles().count()  # builds the snapshot's cached state: the file list
         snapshot.sizeInBytes()  # and the totals a commit records
         return int(snapshot.version())
