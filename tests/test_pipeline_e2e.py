@@ -66,6 +66,12 @@ def test_rows_read_equal_rows_used_plus_quarantined_plus_duplicates(pipeline):
     )
 
 
+def test_a_days_quarantine_is_one_file_per_source_log_not_one_per_input_partition(pipeline):
+    files = [f for f in pipeline.table("quarantine").file_uris() if f"snapshot_date={DAY}" in f]
+    logs = [f.split("source_table=")[1].split("/")[0] for f in files]
+    assert sorted(logs) == ["clicks", "transactions"], files
+
+
 def test_a_rerun_on_clean_logs_empties_the_dates_quarantine(pipeline, spark, tmp_path):
     """The features job skips the quarantine's second read of a log whose pass counted no bad row; the
     date's quarantine partition must still be replaced (by nothing), not keep the earlier run's rows."""
