@@ -82,8 +82,8 @@ def run(tables: Tables, settings: Settings, run: RunInfo, day: date, key: bytes 
         failed = [got.quarantined for t, got in inputs.items() if counts[t]["quarantined"]]
         quarantine = reduce(DataFrame.unionByName, failed, inputs["clicks"].quarantined.limit(0))
         quarantined = sum(c["quarantined"] for c in counts.values())
-        if quarantined:  # one file per source log per million rows
-            quarantine = quarantine.coalesce(-(-quarantined // QUARANTINE_ROWS_PER_FILE))
+        if quarantined:  # one file per source log per million rows, the caches still scanned by every core
+            quarantine = quarantine.repartition(-(-quarantined // QUARANTINE_ROWS_PER_FILE))
         tables.check("quarantine", quarantine)
         tables.check("features", features, "The feature definitions changed since that table was written: point "
                      "tables.features at a new table (and retrain), or remove the old one")  # fmt: skip
