@@ -6,7 +6,7 @@ import threading
 
 import pytest
 from conftest import wait_for
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
 
@@ -214,8 +214,7 @@ def test_a_write_returns_its_own_version_when_another_writer_committed_while_it_
     )))  # fmt: skip
     ours.start()
     wait_for(lambda: any(gate.glob("*.ready")), timeout=120)
-    from deltalake import write_deltalake  # another writer, outside Spark, appends while ours is held
-
+    # another writer, outside Spark, appends while ours is held
     write_deltalake(path, rows(spark, [("c", 3.0, AT, D1)]).toArrow(), mode="append", partition_by=["day"])
     (gate / "go").touch()
     ours.join(timeout=120)
@@ -258,8 +257,6 @@ def test_version_is_the_latest_commit_whoever_made_it_and_a_missing_table_is_an_
     storage.write(rows(spark, [("a", 1.0, AT, D1)]), path, mode="append", partition_by=["day"])
     assert storage.version(path) == 0
     # another writer commits behind this session's back (delta-rs, outside Spark): the next ask sees it
-    from deltalake import write_deltalake
-
     write_deltalake(path, rows(spark, [("b", 2.0, AT, D2)]).toArrow(), mode="append")
     assert storage.version(path) == 1 == DeltaTable(path).version()
 
@@ -269,8 +266,7 @@ def test_a_write_after_a_preload_keeps_what_another_writer_committed_since(spark
     assert storage.preload(path) is None  # no table yet: nothing to load, no error
     storage.write(rows(spark, [("a", 1.0, AT, D1)]), path, mode="append", partition_by=["day"])
     assert storage.preload(path) == (0 if storage.name == "delta-spark" else None)
-    from deltalake import write_deltalake  # another writer commits after the preload, before our write
-
+    # another writer commits after the preload, before our write
     write_deltalake(path, rows(spark, [("b", 2.0, AT, D2)]).toArrow(), mode="append", partition_by=["day"])
     storage.write(rows(spark, [("c", 3.0, AT, D1)]), path, mode="overwrite", partition_by=["day"],
                   replace_where=[("day", "=", D1)])  # fmt: skip

@@ -150,7 +150,7 @@ class Tables:
                 log.info("%s table v%d loaded ahead of its write in %.1f s", name, version,
                          time.perf_counter() - started)  # fmt: skip
 
-        thread = threading.Thread(target=load, name="shopguard-preload-tables", daemon=True)
+        thread = threading.Thread(target=load, name="shopguard-preload-table", daemon=True)
         thread.start()
         try:
             yield
