@@ -3,6 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
+from pathlib import Path
 
 import pytest
 from conftest import wait_for
@@ -187,6 +188,28 @@ def test_vacuum_refuses_a_retention_that_could_delete_a_write_in_progress(spark,
     with pytest.raises(StorageError, match="below the floor of 24 h"):
         storage.vacuum(path, retention_hours=1)
     assert storage.vacuum(path, retention_hours=24, dry_run=True) == []
+
+
+def test_vacuum_deletes_an_uncommitted_file_only_once_older_than_the_retention_asked_for(
+    spark, storage, tmp_path
+):
+    path = str(tmp_path / "t")
+    df = rows(spark, [("a", 1.0, AT, D1)])
+    storage.write(df, path, mode="append", partition_by=["day"])
+    (committed,) = (Path(uri.removeprefix("file://")) for uri in DeltaTable(path).file_uris())
+    orphan = committed.with_name("part-00000-left-by-a-killed-write.c000.snappy.parquet")
+    orphan.write_bytes(committed.read_bytes())
+    three_days_ago = dt.datetime.now().timestamp() - 72 * 3600
+    os.utime(orphan, (three_days_ago, three_days_ago))
+
+    def doomed(hours: int) -> list[str]:
+        return [os.path.basename(p) for p in storage.vacuum(path, retention_hours=hours, dry_run=True)]
+
+    assert doomed(168) == []  # younger than a week
+    assert doomed(48) == [orphan.name]  # older than two days: Delta's own 7-day default must not win
+    storage.vacuum(path, retention_hours=48)
+    assert not orphan.exists()
+    assertDataFrameEqual(storage.read(path), df)
 
 
 def test_partition_values_with_characters_hive_escapes_read_back(spark, storage, tmp_path):

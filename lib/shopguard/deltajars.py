@@ -24,6 +24,9 @@ DELTA_SQL_CONF = {
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
     # shopguard enforces its own vacuum floor (storage.VACUUM_FLOOR_HOURS, 24 h) instead of Delta's 168 h.
     "spark.databricks.delta.retentionDurationCheck.enabled": "false",
+    # and VACUUM's RETAIN clause is maintenance.retention_hours: Delta 4 ignores it by default (this internal
+    # switch) for the table's delta.deletedFileRetentionDuration (7 days), and only logs a warning.
+    "spark.databricks.delta.vacuum.retentionWindowIgnore.enabled": "false",
 }
 
 
