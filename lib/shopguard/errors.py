@@ -88,6 +88,11 @@ def classify(exc: BaseException) -> tuple[ExitCode, str]:
     ):
         return ExitCode.INPUT, f"{kind}: {first_line}"
     path = unreadable_file(exc)
+    if path is not None and "/_delta_log/" in path:
+        return ExitCode.INPUT, (
+            f"UnreadableFile: Spark could not read {path}, a file of the table's Delta log: the table is "
+            "damaged; restore the file from a backup or rebuild the table upstream, then rerun"
+        )
     if path is not None:
         return ExitCode.INPUT, (
             f"UnreadableFile: Spark could not read {path} (truncated or not Parquet); the table's log still "
