@@ -9,8 +9,10 @@ committed, once they are older than the retention. Safe to run at any time, also
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from shopguard.cli import parse
+from shopguard.errors import classify
 from shopguard.runtime import main_entry, spark_job
 
 log = logging.getLogger("shopguard.maintenance")
@@ -21,11 +23,16 @@ def main(argv: list[str] | None = None) -> None:
     m, tables = settings.maintenance, settings.tables
 
     with spark_job("maintenance", settings) as (spark, storage, run):
-        for name in m.tables:
+
+        def vacuum(name: str) -> None:
             path = tables.path(name)
-            if not storage.exists(path):
-                continue
-            files = storage.vacuum(path, retention_hours=m.retention_hours, dry_run=args.dry_run)
+            try:
+                if not storage.exists(path):
+                    return
+                files = storage.vacuum(path, retention_hours=m.retention_hours, dry_run=args.dry_run)
+            except Exception as exc:  # named per table; the job ends with the first's code (table order)
+                log.error("%s: not vacuumed (%s): %s", name, path, classify(exc)[1])
+                raise
             log.info(
                 "%s: %s %d files older than %d h (%s)",
                 name,
@@ -34,6 +41,11 @@ def main(argv: list[str] | None = None) -> None:
                 m.retention_hours,
                 path,
             )
+
+        # Side by side: a VACUUM mostly waits on its listing and on small Spark jobs. Every table is tried,
+        # whatever another's outcome.
+        with ThreadPoolExecutor(m.concurrent_tables, thread_name_prefix="shopguard-vacuum") as pool:
+            list(pool.map(vacuum, m.tables))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -199,6 +200,29 @@ def test_a_truncated_parquet_file_fails_in_one_line_naming_it(tiny, tmp_path, ca
     line = last_error(caplog)
     assert "UnreadableFile" in line and broken.name in line and "\n" not in line
     assert not (tmp_path / "features").exists()
+
+
+def test_maintenance_vacuums_every_other_table_when_one_fails_and_exits_with_its_code(tiny, tmp_path, caplog):
+    import shutil
+
+    root, _, _, _, settings = tiny
+    shutil.copytree(root, tmp_path / "tables")
+    settings = [s.replace(str(root), str(tmp_path / "tables")) for s in settings]
+    (commit,) = (tmp_path / "tables" / "orders" / "_delta_log").glob("*.json")
+    commit.write_bytes(commit.read_bytes()[:50])  # the orders table's only commit, cut short
+    features = tmp_path / "tables" / "features"
+    committed = Path(DeltaTable(str(features)).file_uris()[0].removeprefix("file://"))
+    orphan = committed.with_name("part-00000-left-by-a-killed-write.c000.snappy.parquet")
+    orphan.write_bytes(committed.read_bytes())
+    three_days_ago = time.time() - 72 * 3600
+    os.utime(orphan, (three_days_ago, three_days_ago))
+
+    code = run("maintenance", *settings, "--retention-hours", "48")
+
+    assert code == ExitCode.INPUT
+    assert f"{commit.name}, a file of the table's Delta log" in last_error(caplog)
+    assert any(r.getMessage().startswith("transactions: not vacuumed") for r in caplog.records)
+    assert not orphan.exists()  # the features table was vacuumed all the same
 
 
 # --------------------------------------------------------------------------- models

@@ -276,6 +276,8 @@ class PrivacySettings(_Section):
 class MaintenanceSettings(_Section):
     # vacuum keeps files younger than this; storage refuses less than 24 h (VACUUM_FLOOR_HOURS)
     retention_hours: int = Field(168, gt=0)
+    # tables vacuumed side by side: each VACUUM is a listing and ~20 small Spark jobs, mostly waiting
+    concurrent_tables: int = Field(4, ge=1)
     tables: list[str] = Field(
         default_factory=lambda: [
             "clicks",
