@@ -88,6 +88,17 @@ def class_sources(log: Path) -> dict[str, str]:
     }
 
 
+def plant_uncommitted_file(table: Path | str, age_hours: float) -> Path:
+    """A Parquet file beside one of the table's committed files that no commit references, as a killed write
+    leaves it, last modified `age_hours` ago: what vacuum deletes once older than the retention."""
+    committed = Path(DeltaTable(str(table)).file_uris()[0].removeprefix("file://"))
+    orphan = committed.with_name("part-00000-left-by-a-killed-write.c000.snappy.parquet")
+    orphan.write_bytes(committed.read_bytes())
+    then = time.time() - age_hours * 3600
+    os.utime(orphan, (then, then))
+    return orphan
+
+
 def load_script(relative: str):
     """A module loaded from a script of the repository (jobs/, bench/), which are not packages."""
     path = ROOT / relative

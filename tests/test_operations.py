@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import DAY, ROOT, load_job, submit
+from conftest import DAY, ROOT, load_job, plant_uncommitted_file, submit
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
@@ -210,12 +209,7 @@ def test_maintenance_vacuums_every_other_table_when_one_fails_and_exits_with_its
     settings = [s.replace(str(root), str(tmp_path / "tables")) for s in settings]
     (commit,) = (tmp_path / "tables" / "orders" / "_delta_log").glob("*.json")
     commit.write_bytes(commit.read_bytes()[:50])  # the orders table's only commit, cut short
-    features = tmp_path / "tables" / "features"
-    committed = Path(DeltaTable(str(features)).file_uris()[0].removeprefix("file://"))
-    orphan = committed.with_name("part-00000-left-by-a-killed-write.c000.snappy.parquet")
-    orphan.write_bytes(committed.read_bytes())
-    three_days_ago = time.time() - 72 * 3600
-    os.utime(orphan, (three_days_ago, three_days_ago))
+    orphan = plant_uncommitted_file(tmp_path / "tables" / "features", age_hours=72)
 
     code = run("maintenance", *settings, "--retention-hours", "48")
 

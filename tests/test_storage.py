@@ -3,10 +3,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
-from pathlib import Path
 
 import pytest
-from conftest import wait_for
+from conftest import plant_uncommitted_file, wait_for
 from deltalake import DeltaTable, write_deltalake
 from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
@@ -196,11 +195,7 @@ def test_vacuum_deletes_an_uncommitted_file_only_once_older_than_the_retention_a
     path = str(tmp_path / "t")
     df = rows(spark, [("a", 1.0, AT, D1)])
     storage.write(df, path, mode="append", partition_by=["day"])
-    (committed,) = (Path(uri.removeprefix("file://")) for uri in DeltaTable(path).file_uris())
-    orphan = committed.with_name("part-00000-left-by-a-killed-write.c000.snappy.parquet")
-    orphan.write_bytes(committed.read_bytes())
-    three_days_ago = dt.datetime.now().timestamp() - 72 * 3600
-    os.utime(orphan, (three_days_ago, three_days_ago))
+    orphan = plant_uncommitted_file(path, age_hours=72)
 
     def doomed(hours: int) -> list[str]:
         return [os.path.basename(p) for p in storage.vacuum(path, retention_hours=hours, dry_run=True)]
