@@ -10,6 +10,7 @@ from deltalake import DeltaTable, write_deltalake
 from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
 
+from shopguard.errors import ExitCode, classify
 from shopguard.storage import (
     PAUSE_BEFORE_COMMIT,
     ConcurrentWriteError,
@@ -205,6 +206,24 @@ def test_vacuum_deletes_an_uncommitted_file_only_once_older_than_the_retention_a
     storage.vacuum(path, retention_hours=48)
     assert not orphan.exists()
     assertDataFrameEqual(storage.read(path), df)
+
+
+def test_a_damaged_log_is_an_unreadable_input_naming_the_table_not_an_unexpected_failure(
+    spark, storage, tmp_path
+):
+    path = str(tmp_path / "t")
+    storage.write(rows(spark, [("a", 1.0, AT, D1)]), path, mode="append", partition_by=["day"])
+    # another writer's commit, cut short (a full disk, a bad copy): this session has not read it yet
+    write_deltalake(path, rows(spark, [("b", 2.0, AT, D2)]).toArrow(), mode="append", partition_by=["day"])
+    latest = tmp_path / "t" / "_delta_log" / "00000000000000000001.json"
+    latest.write_bytes(latest.read_bytes()[:50])
+
+    for ask in (lambda: storage.version(path), lambda: storage.read(path).count()):
+        with pytest.raises(Exception) as raised:
+            ask()
+        code, line = classify(raised.value)
+        assert code == ExitCode.INPUT, line
+        assert path in line and "Delta log" in line and "damaged" in line, line
 
 
 def test_partition_values_with_characters_hive_escapes_read_back(spark, storage, tmp_path):

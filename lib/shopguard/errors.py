@@ -71,7 +71,7 @@ def classify(exc: BaseException) -> tuple[ExitCode, str]:
     from shopguard.privacy import PseudonymKeyError
     from shopguard.registry import ModelIntegrityError, ModelNotFoundError
     from shopguard.scoring import ModelMismatchError
-    from shopguard.storage import ConcurrentWriteError, SchemaMismatchError, StorageError
+    from shopguard.storage import DAMAGED_LOG_ADVICE, ConcurrentWriteError, SchemaMismatchError, StorageError
     from shopguard.validation import SchemaError
 
     kind = type(exc).__name__
@@ -89,9 +89,9 @@ def classify(exc: BaseException) -> tuple[ExitCode, str]:
         return ExitCode.INPUT, f"{kind}: {first_line}"
     path = unreadable_file(exc)
     if path is not None and "/_delta_log/" in path:
-        return ExitCode.INPUT, (
-            f"UnreadableFile: Spark could not read {path}, a file of the table's Delta log: the table is "
-            "damaged; restore the file from a backup or rebuild the table upstream, then rerun"
+        return (
+            ExitCode.INPUT,
+            f"UnreadableFile: Spark could not read {path}, a file of the table's Delta log: {DAMAGED_LOG_ADVICE}",
         )
     if path is not None:
         return ExitCode.INPUT, (

@@ -14,10 +14,12 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from shopguard.storage.base import (
+    DAMAGED_LOG_ADVICE,
     PAUSE_BEFORE_COMMIT,
     VACUUM_FLOOR_HOURS,
     Commit,
     ConcurrentWriteError,
+    DamagedLogError,
     DeltaStorage,
     SchemaMismatchError,
     StorageError,
@@ -28,10 +30,12 @@ from shopguard.storage.delta_spark import DeltaSparkStorage
 from shopguard.storage.predicates import Predicate
 
 __all__ = [
+    "DAMAGED_LOG_ADVICE",
     "PAUSE_BEFORE_COMMIT",
     "VACUUM_FLOOR_HOURS",
     "Commit",
     "ConcurrentWriteError",
+    "DamagedLogError",
     "DeltaRsStorage",
     "DeltaSparkStorage",
     "DeltaStorage",

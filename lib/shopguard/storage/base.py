@@ -51,6 +51,16 @@ class SchemaMismatchError(StorageError):
     """The rows to write do not have the table's schema; nothing was written."""
 
 
+class DamagedLogError(StorageError):
+    """A table's Delta log cannot be parsed (a commit cut short, a bad copy): no rerun mends it."""
+
+
+# What an operator does about a damaged log, whichever backend found it (errors.py says it for delta-spark).
+DAMAGED_LOG_ADVICE = (
+    "the table is damaged; restore the file from a backup or rebuild the table upstream, then rerun"
+)
+
+
 class ConcurrentWriteError(StorageError):
     """Another writer committed a conflicting change first; nothing of this write was committed."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -19,8 +20,10 @@ from pyspark.sql import types as T
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
 from shopguard.storage.base import (
+    DAMAGED_LOG_ADVICE,
     Commit,
     ConcurrentWriteError,
+    DamagedLogError,
     DeltaStorage,
     StorageError,
     WriteMode,
@@ -33,6 +36,11 @@ from shopguard.storage.base import (
 from shopguard.storage.predicates import Predicate, as_log_strings, check, literal, matches, to_sql
 
 log = logging.getLogger("shopguard.storage")
+
+# delta-rs's messages for a log it could not parse (a commit cut short, a bad checkpoint); they name no file
+_DAMAGED_LOG = re.compile(
+    r"Json error|Parquet error|Arrow error|Invalid Checkpoint|No table metadata or protocol"
+)
 
 
 def _rs_uri(path: str) -> str:
@@ -61,12 +69,19 @@ class DeltaRsStorage(DeltaStorage):
 
     def _table(self, path: str, version: int | None = None) -> Any:  # deltalake.DeltaTable
         from deltalake import DeltaTable
-        from deltalake.exceptions import TableNotFoundError
+        from deltalake.exceptions import DeltaError, TableNotFoundError
 
         try:
             return DeltaTable(_rs_uri(path), version=version, storage_options=self.storage_options or None)
         except TableNotFoundError as exc:
             raise StorageError(f"no Delta table at {path}") from exc
+        except DeltaError as exc:
+            cause = (str(exc).strip().splitlines() or [""])[0]
+            if _DAMAGED_LOG.search(cause) is None:
+                raise  # the store itself (a network or permission error): exit 1, rerun
+            raise DamagedLogError(
+                f"cannot read the Delta log of {path} ({cause}): {DAMAGED_LOG_ADVICE}"
+            ) from exc
 
     def exists(self, path: str) -> bool:
         from deltalake import DeltaTable
