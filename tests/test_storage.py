@@ -208,15 +208,22 @@ def test_vacuum_deletes_an_uncommitted_file_only_once_older_than_the_retention_a
     assertDataFrameEqual(storage.read(path), df)
 
 
+@pytest.mark.parametrize("damage", ["a commit cut short", "a commit missing"])
 def test_a_damaged_log_is_an_unreadable_input_naming_the_table_not_an_unexpected_failure(
-    spark, storage, tmp_path
+    spark, storage, tmp_path, damage
 ):
     path = str(tmp_path / "t")
     storage.write(rows(spark, [("a", 1.0, AT, D1)]), path, mode="append", partition_by=["day"])
-    # another writer's commit, cut short (a full disk, a bad copy): this session has not read it yet
-    write_deltalake(path, rows(spark, [("b", 2.0, AT, D2)]).toArrow(), mode="append", partition_by=["day"])
-    latest = tmp_path / "t" / "_delta_log" / "00000000000000000001.json"
-    latest.write_bytes(latest.read_bytes()[:50])
+    # other writers' commits (this session has not read them), then one damaged: a full disk, a bad copy
+    for day in (D1, D2):
+        write_deltalake(
+            path, rows(spark, [("b", 2.0, AT, day)]).toArrow(), mode="append", partition_by=["day"]
+        )
+    commit = tmp_path / "t" / "_delta_log" / "00000000000000000001.json"
+    if damage == "a commit cut short":
+        commit.write_bytes(commit.read_bytes()[:50])
+    else:
+        commit.unlink()
 
     for ask in (lambda: storage.version(path), lambda: storage.read(path).count()):
         with pytest.raises(Exception) as raised:

@@ -55,10 +55,19 @@ class DamagedLogError(StorageError):
     """A table's Delta log cannot be parsed (a commit cut short, a bad copy): no rerun mends it."""
 
 
-# What an operator does about a damaged log, whichever backend found it (errors.py says it for delta-spark).
+# What an operator does about a damaged log, whichever backend found it (errors.py says it for a log file
+# Spark names).
 DAMAGED_LOG_ADVICE = (
     "the table is damaged; restore the file from a backup or rebuild the table upstream, then rerun"
 )
+
+
+def damaged_log(path: str, cause: str) -> DamagedLogError:
+    """The error for a log the backend could not make sense of: the table named, the backend's words cut to a
+    line (delta-rs's can run to kilobytes), and the advice."""
+    cause = cause.strip().splitlines()[0] if cause.strip() else "unreadable"
+    cause = cause if len(cause) <= 200 else cause[:200] + "..."
+    return DamagedLogError(f"cannot read the Delta log of {path} ({cause}): {DAMAGED_LOG_ADVICE}")
 
 
 class ConcurrentWriteError(StorageError):

@@ -20,16 +20,15 @@ from pyspark.sql import types as T
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
 from shopguard.storage.base import (
-    DAMAGED_LOG_ADVICE,
     Commit,
     ConcurrentWriteError,
-    DamagedLogError,
     DeltaStorage,
     StorageError,
     WriteMode,
     check_retention,
     check_write,
     commit_json,
+    damaged_log,
     pause_before_commit,
     replace_id,
 )
@@ -37,9 +36,9 @@ from shopguard.storage.predicates import Predicate, as_log_strings, check, liter
 
 log = logging.getLogger("shopguard.storage")
 
-# delta-rs's messages for a log it could not parse (a commit cut short, a bad checkpoint); they name no file
+# delta-rs's messages for a log it could not make sense of (a commit cut short or missing, a bad checkpoint)
 _DAMAGED_LOG = re.compile(
-    r"Json error|Parquet error|Arrow error|Invalid Checkpoint|No table metadata or protocol"
+    r"Json error|Parquet error|Arrow error|Invalid Checkpoint|No table metadata or protocol|contiguous commit"
 )
 
 
@@ -76,12 +75,9 @@ class DeltaRsStorage(DeltaStorage):
         except TableNotFoundError as exc:
             raise StorageError(f"no Delta table at {path}") from exc
         except DeltaError as exc:
-            cause = (str(exc).strip().splitlines() or [""])[0]
-            if _DAMAGED_LOG.search(cause) is None:
+            if _DAMAGED_LOG.search(str(exc)) is None:
                 raise  # the store itself (a network or permission error): exit 1, rerun
-            raise DamagedLogError(
-                f"cannot read the Delta log of {path} ({cause}): {DAMAGED_LOG_ADVICE}"
-            ) from exc
+            raise damaged_log(path, str(exc)) from exc
 
     def exists(self, path: str) -> bool:
         from deltalake import DeltaTable

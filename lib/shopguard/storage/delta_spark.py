@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -27,10 +29,27 @@ from shopguard.storage.base import (
     check_retention,
     check_write,
     commit_json,
+    damaged_log,
 )
 from shopguard.storage.predicates import Predicate, check, to_sql
 
 log = logging.getLogger("shopguard.storage")
+
+# Delta's errors for a log it cannot replay that name no table (a commit cut short is a file Spark names:
+# errors.py)
+_DAMAGED_LOG = re.compile(r"\[DELTA_VERSIONS_NOT_CONTIGUOUS\][^\n]*")
+
+
+@contextmanager
+def _naming_a_damaged_log(path: str) -> Iterator[None]:
+    """Delta's error for a gap in a table's log says which versions, not which table."""
+    try:
+        yield
+    except Exception as exc:
+        found = _DAMAGED_LOG.search(str(exc))
+        if found is None:
+            raise
+        raise damaged_log(path, found.group(0)) from exc
 
 
 class DeltaSparkStorage(DeltaStorage):
@@ -48,7 +67,8 @@ class DeltaSparkStorage(DeltaStorage):
 
         if not self.exists(path):
             raise StorageError(f"no Delta table at {path}")
-        return DeltaTable.forPath(self.spark, path)
+        with _naming_a_damaged_log(path):
+            return DeltaTable.forPath(self.spark, path)
 
     def exists(self, path: str) -> bool:
         from delta.tables import DeltaTable
@@ -69,7 +89,8 @@ class DeltaSparkStorage(DeltaStorage):
         jvm = self.spark._jvm
         assert jvm is not None  # a classic session (delta-spark needs one)
         delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, path)
-        return delta_log.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty())
+        with _naming_a_damaged_log(path):
+            return delta_log.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty())
 
     def preload(self, path: str) -> int | None:
         """Delta keeps one snapshot per table in the session (`DeltaLog.update` returns it while no commit
@@ -104,7 +125,8 @@ class DeltaSparkStorage(DeltaStorage):
         reader = self.spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
-        df = reader.load(path)
+        with _naming_a_damaged_log(path):
+            df = reader.load(path)
         return df.where(to_sql(where)) if where else df
 
     def partition_values(self, path: str, *, version: int | None = None) -> list[dict[str, str | None]]:
