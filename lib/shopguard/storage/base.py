@@ -52,7 +52,7 @@ class SchemaMismatchError(StorageError):
 
 
 class DamagedLogError(StorageError):
-    """A table's Delta log cannot be parsed (a commit cut short, a bad copy): no rerun mends it."""
+    """A table's Delta log cannot be replayed (a commit cut short or missing, a bad copy): no rerun mends it."""
 
 
 # What an operator does about a damaged log, whichever backend found it (errors.py says it for a log file
