@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -62,12 +64,22 @@ DAMAGED_LOG_ADVICE = (
 )
 
 
-def damaged_log(path: str, cause: str) -> DamagedLogError:
-    """The error for a log the backend could not make sense of: the table named, the backend's words cut to a
-    line (delta-rs's can run to kilobytes), and the advice."""
-    cause = cause.strip().splitlines()[0] if cause.strip() else "unreadable"
-    cause = cause if len(cause) <= 200 else cause[:200] + "..."
-    return DamagedLogError(f"cannot read the Delta log of {path} ({cause}): {DAMAGED_LOG_ADVICE}")
+@contextmanager
+def naming_a_damaged_log(path: str, damage: re.Pattern[str]) -> Iterator[None]:
+    """A backend's error whose text matches `damage` (its words for a log it cannot replay, which name no
+    table) becomes DamagedLogError naming the table at `path`, the matched words cut to 200 characters
+    (delta-rs's can run to kilobytes), and the advice. Any other error passes through."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except Exception as exc:
+        found = damage.search(str(exc))
+        if found is None:
+            raise
+        cause = found.group(0).strip()
+        cause = cause if len(cause) <= 200 else cause[:200] + "..."
+        raise DamagedLogError(f"cannot read the Delta log of {path} ({cause}): {DAMAGED_LOG_ADVICE}") from exc
 
 
 class ConcurrentWriteError(StorageError):

@@ -28,7 +28,7 @@ from shopguard.storage.base import (
     check_retention,
     check_write,
     commit_json,
-    damaged_log,
+    naming_a_damaged_log,
     pause_before_commit,
     replace_id,
 )
@@ -36,9 +36,11 @@ from shopguard.storage.predicates import Predicate, as_log_strings, check, liter
 
 log = logging.getLogger("shopguard.storage")
 
-# delta-rs's messages for a log it could not make sense of (a commit cut short or missing, a bad checkpoint)
+# delta-rs's messages for a log it could not make sense of (a commit cut short or missing, a bad checkpoint):
+# the line that holds one
 _DAMAGED_LOG = re.compile(
-    r"Json error|Parquet error|Arrow error|Invalid Checkpoint|No table metadata or protocol|contiguous commit"
+    r"[^\n]*(?:Json error|Parquet error|Arrow error|Invalid Checkpoint|No table metadata or protocol"
+    r"|contiguous commit)[^\n]*"
 )
 
 
@@ -68,16 +70,16 @@ class DeltaRsStorage(DeltaStorage):
 
     def _table(self, path: str, version: int | None = None) -> Any:  # deltalake.DeltaTable
         from deltalake import DeltaTable
-        from deltalake.exceptions import DeltaError, TableNotFoundError
+        from deltalake.exceptions import TableNotFoundError
 
-        try:
-            return DeltaTable(_rs_uri(path), version=version, storage_options=self.storage_options or None)
-        except TableNotFoundError as exc:
-            raise StorageError(f"no Delta table at {path}") from exc
-        except DeltaError as exc:
-            if _DAMAGED_LOG.search(str(exc)) is None:
-                raise  # the store itself (a network or permission error): exit 1, rerun
-            raise damaged_log(path, str(exc)) from exc
+        # the store's own errors (network, permissions) pass through: exit 1, rerun
+        with naming_a_damaged_log(path, _DAMAGED_LOG):
+            try:
+                return DeltaTable(
+                    _rs_uri(path), version=version, storage_options=self.storage_options or None
+                )
+            except TableNotFoundError as exc:
+                raise StorageError(f"no Delta table at {path}") from exc
 
     def exists(self, path: str) -> bool:
         from deltalake import DeltaTable

@@ -9,7 +9,6 @@ import re
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -29,27 +28,15 @@ from shopguard.storage.base import (
     check_retention,
     check_write,
     commit_json,
-    damaged_log,
+    naming_a_damaged_log,
 )
 from shopguard.storage.predicates import Predicate, check, to_sql
 
 log = logging.getLogger("shopguard.storage")
 
-# Delta's errors for a log it cannot replay that name no table (a commit cut short is a file Spark names:
-# errors.py)
+# Delta's errors for a log it cannot replay that name no table: a gap says which versions, not which table (a
+# commit cut short is a file Spark names: errors.py)
 _DAMAGED_LOG = re.compile(r"\[DELTA_VERSIONS_NOT_CONTIGUOUS\][^\n]*")
-
-
-@contextmanager
-def _naming_a_damaged_log(path: str) -> Iterator[None]:
-    """Delta's error for a gap in a table's log says which versions, not which table."""
-    try:
-        yield
-    except Exception as exc:
-        found = _DAMAGED_LOG.search(str(exc))
-        if found is None:
-            raise
-        raise damaged_log(path, found.group(0)) from exc
 
 
 class DeltaSparkStorage(DeltaStorage):
@@ -67,7 +54,7 @@ class DeltaSparkStorage(DeltaStorage):
 
         if not self.exists(path):
             raise StorageError(f"no Delta table at {path}")
-        with _naming_a_damaged_log(path):
+        with naming_a_damaged_log(path, _DAMAGED_LOG):
             return DeltaTable.forPath(self.spark, path)
 
     def exists(self, path: str) -> bool:
@@ -89,7 +76,7 @@ class DeltaSparkStorage(DeltaStorage):
         jvm = self.spark._jvm
         assert jvm is not None  # a classic session (delta-spark needs one)
         delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, path)
-        with _naming_a_damaged_log(path):
+        with naming_a_damaged_log(path, _DAMAGED_LOG):
             return delta_log.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty())
 
     def preload(self, path: str) -> int | None:
@@ -125,7 +112,7 @@ class DeltaSparkStorage(DeltaStorage):
         reader = self.spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
-        with _naming_a_damaged_log(path):
+        with naming_a_damaged_log(path, _DAMAGED_LOG):
             df = reader.load(path)
         return df.where(to_sql(where)) if where else df
 
