@@ -27,7 +27,7 @@ import os
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,7 +54,8 @@ class SchemaMismatchError(StorageError):
 
 
 class DamagedLogError(StorageError):
-    """A table's Delta log cannot be replayed (a commit cut short or missing, a bad copy): no rerun mends it."""
+    """A table's Delta log cannot be replayed (a commit cut short, emptied or missing, a bad copy): no rerun
+    mends it."""
 
 
 # What an operator does about a damaged log, whichever backend found it (errors.py says it for a log file
@@ -104,6 +105,24 @@ class DeltaStorage(ABC):
     def __init__(self, spark: SparkSession, storage_options: dict[str, str] | None = None) -> None:
         self.spark = spark
         self.storage_options = dict(storage_options or {})
+        self._sound_logs: set[tuple[str, int]] = set()  # (path, version) whose replayed commits were checked
+
+    def _refuse_empty_commits(
+        self, path: str, version: int, replayed: Callable[[], Iterable[tuple[int, int]]]
+    ) -> None:
+        """`replayed()`: (version, size in bytes) of the commit files a reader of `version` replays, those after
+        the checkpoint it starts from. A zero-byte commit (a full disk, a copy stopped before its first byte)
+        is replayed by Delta and by delta-rs alike as a commit without actions: its rows vanish from every
+        read and no error is raised. Refusing the table turns that silent loss into DamagedLogError. Checked
+        once per version of a table."""
+        if (path, version) in self._sound_logs:
+            return
+        empty = sorted(commit for commit, size in replayed() if size == 0)
+        if empty:
+            raise DamagedLogError(
+                f"cannot read the Delta log of {path} (commit {empty[0]} is an empty file): {DAMAGED_LOG_ADVICE}"
+            )
+        self._sound_logs.add((path, version))
 
     @abstractmethod
     def exists(self, path: str) -> bool: ...

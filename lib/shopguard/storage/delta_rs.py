@@ -43,6 +43,10 @@ _DAMAGED_LOG = re.compile(
     r"|contiguous commit)[^\n]*"
 )
 
+# the log's commit files and checkpoints (single or multi-part, classic or v2), named by their version
+_COMMIT_FILE = re.compile(r"(\d{20})\.json")
+_CHECKPOINT_FILE = re.compile(r"(\d{20})\.checkpoint\.")
+
 
 def _rs_uri(path: str) -> str:
     """delta-rs and pyarrow spell S3 `s3://`; Hadoop's connector is `s3a://`."""
@@ -75,11 +79,30 @@ class DeltaRsStorage(DeltaStorage):
         # the store's own errors (network, permissions) pass through: exit 1, rerun
         with naming_a_damaged_log(path, _DAMAGED_LOG):
             try:
-                return DeltaTable(
+                table = DeltaTable(
                     _rs_uri(path), version=version, storage_options=self.storage_options or None
                 )
             except TableNotFoundError as exc:
                 raise StorageError(f"no Delta table at {path}") from exc
+        loaded = int(table.version())
+        self._refuse_empty_commits(path, loaded, lambda: self._replayed_commits(path, loaded))
+        return table
+
+    def _replayed_commits(self, path: str, version: int) -> list[tuple[int, int]]:
+        """(version, size) of the commit files delta-rs replays for `version`: those after the latest
+        checkpoint at or below it, from one listing of the log (delta-rs does not expose its own)."""
+        from deltalake.fs import DeltaStorageHandler
+        from pyarrow.fs import FileSelector
+
+        store = DeltaStorageHandler(_rs_uri(path), self.storage_options or None)
+        commits, checkpoint = [], -1
+        for info in store.get_file_info_selector(FileSelector("_delta_log")):
+            name = info.path.rsplit("/", 1)[-1]
+            if found := _COMMIT_FILE.fullmatch(name):
+                commits.append((int(found[1]), int(info.size)))
+            elif (found := _CHECKPOINT_FILE.match(name)) and int(found[1]) <= version:
+                checkpoint = max(checkpoint, int(found[1]))
+        return [(commit, size) for commit, size in commits if checkpoint < commit <= version]
 
     def exists(self, path: str) -> bool:
         from deltalake import DeltaTable

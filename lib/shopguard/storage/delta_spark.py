@@ -39,6 +39,14 @@ log = logging.getLogger("shopguard.storage")
 _DAMAGED_LOG = re.compile(r"\[DELTA_VERSIONS_NOT_CONTIGUOUS\][^\n]*")
 
 
+def _replayed_commits(snapshot: Any) -> Iterator[tuple[int, int]]:
+    """(version, size) of the commit files the snapshot was replayed from, those after its checkpoint."""
+    files = snapshot.logSegment().deltas().iterator()
+    while files.hasNext():
+        status = files.next()
+        yield int(status.getPath().getName().split(".")[0]), int(status.getLen())
+
+
 class DeltaSparkStorage(DeltaStorage):
     """delta-spark on the JVM: Delta's own writer, conflict detection, history and vacuum. Needs the Delta jars
     on Spark's classpath and Delta's SQL extension (shopguard.deltajars puts both there)."""
@@ -72,12 +80,17 @@ class DeltaSparkStorage(DeltaStorage):
         return version
 
     def _snapshot(self, path: str) -> Any:  # org.apache.spark.sql.delta.Snapshot
-        """The session's snapshot of the table, brought up to its latest commit."""
+        """The session's snapshot of the table, brought up to its latest commit; its log checked for an empty
+        commit, which Delta would replay as one without rows (`_refuse_empty_commits`)."""
         jvm = self.spark._jvm
         assert jvm is not None  # a classic session (delta-spark needs one)
         delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, path)
         with naming_a_damaged_log(path, _DAMAGED_LOG):
-            return delta_log.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty())
+            snapshot = delta_log.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty())
+        version = int(snapshot.version())
+        if version >= 0:  # a table (-1: a folder without a log)
+            self._refuse_empty_commits(path, version, lambda: _replayed_commits(snapshot))
+        return snapshot
 
     def preload(self, path: str) -> int | None:
         """Delta keeps one snapshot per table in the session (`DeltaLog.update` returns it while no commit
@@ -108,6 +121,7 @@ class DeltaSparkStorage(DeltaStorage):
         return list(self._partitioning[path])
 
     def read(self, path: str, *, version: int | None = None, where: Sequence[Predicate] = ()) -> DataFrame:
+        self.version(path)  # no table or a damaged log: StorageError naming the table, as on delta-rs
         check(where, self.partition_columns(path) if where else [])
         reader = self.spark.read.format("delta")
         if version is not None:
