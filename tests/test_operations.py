@@ -185,16 +185,23 @@ def test_an_input_partitioned_by_another_column_is_refused_naming_the_setting(ti
     assert not (tmp_path / "features").exists()
 
 
-def test_a_truncated_parquet_file_fails_in_one_line_naming_it(tiny, tmp_path, caplog):
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("damage", ["cut short", "deleted"])
+def test_a_truncated_or_missing_parquet_file_fails_in_one_line_naming_it(
+    tiny, tmp_path, caplog, damage, backend
+):
     import shutil
 
     root, _, _, _, settings = tiny
     shutil.copytree(root / "clicks", tmp_path / "clicks")
     broken = sorted((tmp_path / "clicks").rglob(f"event_date={DAY}/*.parquet"))[0]
-    broken.write_bytes(broken.read_bytes()[:100])
+    if damage == "cut short":
+        broken.write_bytes(broken.read_bytes()[:100])
+    else:  # a file the log still lists, gone (a bad copy, another tool's vacuum)
+        broken.unlink()
 
     code = run("features", "--date", DAY, *settings, "--set", f"tables.clicks={tmp_path}/clicks",
-               "--set", f"tables.features={tmp_path}/features")  # fmt: skip
+               "--set", f"tables.features={tmp_path}/features", "--set", f"storage.backend={backend}")  # fmt: skip
 
     assert code == ExitCode.INPUT
     line = last_error(caplog)

@@ -49,9 +49,12 @@ class MonitoringFailure(JobError):
     """A night wrote its tables, but a measure passed its fail threshold in conf/ (monitoring:)."""
 
 
-# Spark names a file it could not read in the message of these error conditions (Spark 4).
+# Spark names a file it could not read in the message of these error conditions (Spark 4); PATH_NOT_FOUND is
+# a file the delta-rs backend passed Spark from a table's log, gone from the store (delta-spark's reader says
+# FAILED_READ_FILE.FILE_NOT_EXIST).
 _UNREADABLE_FILE = re.compile(
     r"\[(FAILED_READ_FILE[.\w]*|CANNOT_READ_FILE_FOOTER)\][^\n]*?(?:reading file|file)\s+(\S+?)\.?(?:\s|$)"
+    r"|\[PATH_NOT_FOUND\] Path does not exist: (\S+?)\.?(?:\s|$)"
 )
 _NOT_PARQUET = re.compile(r"(\S+) is not a Parquet file")
 
@@ -95,7 +98,7 @@ def classify(exc: BaseException) -> tuple[ExitCode, str]:
         )
     if path is not None:
         return ExitCode.INPUT, (
-            f"UnreadableFile: Spark could not read {path} (truncated or not Parquet); the table's log still "
+            f"UnreadableFile: Spark could not read {path} (missing, truncated or not Parquet); the table's log still "
             "lists it: restore the file from its source, or repair the table upstream, then rerun"
         )
     return ExitCode.FAILURE, f"{kind}: {first_line}"
