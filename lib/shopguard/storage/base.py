@@ -79,8 +79,12 @@ def naming_a_damaged_log(path: str, damage: re.Pattern[str]) -> Iterator[None]:
         if found is None:
             raise
         cause = found.group(0).strip()
-        cause = cause if len(cause) <= 200 else cause[:200] + "..."
-        raise DamagedLogError(f"cannot read the Delta log of {path} ({cause}): {DAMAGED_LOG_ADVICE}") from exc
+        raise _damaged_log(path, cause if len(cause) <= 200 else cause[:200] + "...") from exc
+
+
+def _damaged_log(path: str, cause: str) -> DamagedLogError:
+    """The one line for a log that cannot be replayed, whatever found it: the table, the cause, the advice."""
+    return DamagedLogError(f"cannot read the Delta log of {path} ({cause}): {DAMAGED_LOG_ADVICE}")
 
 
 class ConcurrentWriteError(StorageError):
@@ -119,9 +123,7 @@ class DeltaStorage(ABC):
             return
         empty = sorted(commit for commit, size in replayed() if size == 0)
         if empty:
-            raise DamagedLogError(
-                f"cannot read the Delta log of {path} (commit {empty[0]} is an empty file): {DAMAGED_LOG_ADVICE}"
-            )
+            raise _damaged_log(path, f"commit {empty[0]} is an empty file")
         self._sound_logs.add((path, version))
 
     @abstractmethod
