@@ -172,6 +172,55 @@ def test_timestamp_and_hour_sub_partitions_are_read_by_date(tiny, tmp_path):
     assert read_window(storage, str(tmp_path / "by_hour"), "clicks", stamped, 0, *window).count() == expected
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_input_rows_without_a_date_partition_are_read_and_quarantined_not_lost(tiny, tmp_path, backend):
+    """A range over the date partitions never selects the null partition: its rows were left out of every
+    window and out of every count."""
+    root, storage, clicks, _, settings = tiny
+    on_day = clicks.where(F.col("event_date") == DAY).orderBy("user_id", "event_time").limit(3)
+    undated = on_day.withColumn("event_date", F.lit(None).cast("date"))
+    path = str(tmp_path / "clicks")
+    storage.write(clicks.unionByName(undated), path, mode="overwrite", partition_by=["event_date"])
+
+    code = run("features", "--date", DAY, *settings, "--set", f"tables.root={tmp_path}",
+               "--set", f"tables.clicks={path}", "--set", f"storage.backend={backend}")  # fmt: skip
+
+    assert code == ExitCode.OK
+    (before, *_), (after, *_) = (DeltaTable(str(r / "features")).history() for r in (root, tmp_path))
+    was, now = (json.loads(c["userMetadata"])["counts"]["clicks"] for c in (before, after))
+    assert now["read"] == was["read"] + 3 == now["used"] + now["quarantined"] + now["duplicates"]
+    assert now["quarantined"] == was["quarantined"] + 3
+    quarantine = DeltaTable(str(tmp_path / "quarantine")).to_pandas()
+    assert list(quarantine.reason) == ["missing event_date"] * 3
+
+
+def test_rows_without_a_date_are_read_with_every_window_whatever_the_layout(tiny, tmp_path):
+    from shopguard.config import ColumnSettings
+    from shopguard.inputs import read_window
+
+    _, storage, clicks, _, _ = tiny
+    day = dt.date.fromisoformat(DAY)
+    window = (day - dt.timedelta(days=2), day)
+    mapping = ColumnSettings().mapping("clicks")
+    expected = clicks.where(F.col("event_date").between(*window)).count()
+    lost = clicks.where(F.col("event_date") < window[0]).orderBy("user_id", "event_time").limit(4)
+    text = clicks.withColumn("event_date", F.col("event_date").cast("string"))  # not partitioned, text days
+    for value in (None, "soon"):
+        text = text.unionByName(lost.withColumn("event_date", F.lit(value).cast("string")))
+    storage.write(text, str(tmp_path / "flat"), mode="overwrite")
+    stamped = clicks.withColumn("logged_hour", F.date_trunc("hour", "event_time")).drop("event_date")
+    hourless = stamped.unionByName(
+        lost.drop("event_date").withColumn("logged_hour", F.lit(None).cast("timestamp"))
+    )
+    storage.write(hourless, str(tmp_path / "by_hour"), mode="overwrite", partition_by=["logged_hour"])
+
+    assert read_window(storage, str(tmp_path / "flat"), "clicks", mapping, 0, *window).count() == expected + 8
+    by_hour = {**mapping, "event_date": "logged_hour"}
+    assert (
+        read_window(storage, str(tmp_path / "by_hour"), "clicks", by_hour, 0, *window).count() == expected + 4
+    )
+
+
 def test_an_input_partitioned_by_another_column_is_refused_naming_the_setting(tiny, tmp_path, caplog):
     _, storage, _, orders, settings = tiny
     storage.write(orders.withColumnRenamed("order_date", "event_date"), str(tmp_path / "orders"),

@@ -13,6 +13,7 @@ from pyspark.testing import assertDataFrameEqual
 from shopguard.errors import ExitCode, classify
 from shopguard.storage import (
     PAUSE_BEFORE_COMMIT,
+    AnyOf,
     ConcurrentWriteError,
     SchemaMismatchError,
     StorageError,
@@ -71,6 +72,20 @@ def test_read_prunes_partitions_and_reads_old_versions(spark, storage, tmp_path)
     assert storage.read(path).count() == 2
     with pytest.raises(ValueError, match="only partition columns"):
         storage.read(path, where=[("user_id", "=", "a")])
+
+
+def test_a_read_keeps_the_null_partition_only_where_a_clause_asks_for_it(spark, storage, tmp_path):
+    path = str(tmp_path / "t")
+    storage.write(rows(spark, [("a", 1.0, AT, D1), ("b", 2.0, AT, None), ("c", 3.0, AT, D2)]), path,
+                  mode="append", partition_by=["day"])  # fmt: skip
+    or_undated = AnyOf(("day", ">=", D2), ("day", "is null", None))
+
+    assert sorted(r.user_id for r in storage.read(path, where=[("day", ">=", D1)]).collect()) == ["a", "c"]
+    assert sorted(r.user_id for r in storage.read(path, where=[or_undated]).collect()) == ["b", "c"]
+    with pytest.raises(ValueError, match="plain predicates"):
+        storage.write(rows(spark, [("d", 4.0, AT, D2)]), path, mode="overwrite", partition_by=["day"],
+                      replace_where=[or_undated])  # fmt: skip
+    assert storage.version(path) == 0
 
 
 def test_replacing_a_partition_is_one_commit_and_leaves_other_partitions(spark, storage, tmp_path):

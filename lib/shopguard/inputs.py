@@ -1,6 +1,10 @@
 """Reading an input log for the windows of one snapshot, whatever its layout: partitioned by a date, by
 YYYY-MM-DD strings or by a timestamp, with sub-partitions (an hour) below the date, or not partitioned at all.
-A layout that cannot be read correctly is refused before anything runs, naming the setting that fixes it."""
+A layout that cannot be read correctly is refused before anything runs, naming the setting that fixes it.
+
+Rows without a date (a null partition value, or a date that does not parse) belong to no window, so a range
+alone would never read them, and nothing would ever count them. They are read with every window instead, and
+validation quarantines them as missing their date: every night, until the upstream load is fixed."""
 
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ from pyspark.sql import types as T
 from shopguard import schemas
 from shopguard.catalog import contract
 from shopguard.config import ConfigError
-from shopguard.storage import DeltaStorage, Predicate
+from shopguard.storage import AnyOf, DeltaStorage, Predicate
+from shopguard.storage.predicates import IS_NULL, Clause
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +33,15 @@ class LayoutError(ConfigError):
 
 def _partition_filter(
     storage: DeltaStorage, path: str, version: int, column: str, dtype: T.DataType, first: date, last: date
+) -> list[Clause]:
+    """Clauses selecting the days first..last, and the undated rows, on a partition column of type `dtype`."""
+    undated: Predicate = (column, IS_NULL, None)
+    return [AnyOf(bound, undated) for bound in _range(storage, path, version, column, dtype, first, last)]
+
+
+def _range(
+    storage: DeltaStorage, path: str, version: int, column: str, dtype: T.DataType, first: date, last: date
 ) -> list[Predicate]:
-    """Predicates selecting the days first..last on a partition column of type `dtype`."""
     if isinstance(dtype, T.DateType):
         return [(column, ">=", first), (column, "<=", last)]
     if isinstance(dtype, (T.TimestampType, T.TimestampNTZType)):
@@ -89,4 +101,5 @@ def read_window(
         if time_column not in schema.fieldNames():
             return df  # conform names what is missing
         df = df.withColumn(date_column, F.to_date(F.col(time_column)))
-    return df.where(F.col(date_column).cast("date").between(first, last))
+    day = F.col(date_column).try_cast("date")  # a string that is no date: quarantined, not a failed job
+    return df.where(day.between(first, last) | day.isNull())

@@ -127,8 +127,8 @@ ID_COLUMNS: dict[str, tuple[str, ...]] = {
 
 # Columns validation requires to be present and non-null.
 REQUIRED_NON_NULL: dict[str, tuple[str, ...]] = {
-    "clicks": ("user_id", "event_time", "event_type"),
-    "transactions": ("order_id", "user_id", "order_time", "amount", "quantity", "status"),
+    "clicks": ("user_id", "event_time", "event_type", "event_date"),
+    "transactions": ("order_id", "user_id", "order_time", "amount", "quantity", "status", "order_date"),
     "labels": ("user_id", "label"),
 }
 

@@ -3,7 +3,8 @@
 * `delta_spark.DeltaSparkStorage`: the normal path, where Delta's jars are on Spark's classpath;
 * `delta_rs.DeltaRsStorage`: the fallback without them (Spark moves the data, delta-rs keeps the log).
 
-Both pass the same tests; `open_storage` picks one. Partition filters are `predicates.Predicate` tuples.
+Both pass the same tests; `open_storage` picks one. Partition filters are lists of `predicates.Predicate`
+tuples and `predicates.AnyOf` clauses.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from shopguard.storage.base import (
 )
 from shopguard.storage.delta_rs import DeltaRsStorage
 from shopguard.storage.delta_spark import DeltaSparkStorage
-from shopguard.storage.predicates import Predicate
+from shopguard.storage.predicates import AnyOf, Predicate
 
 __all__ = [
+    "AnyOf",
     "DAMAGED_LOG_ADVICE",
     "PAUSE_BEFORE_COMMIT",
     "VACUUM_FLOOR_HOURS",

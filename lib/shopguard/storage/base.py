@@ -37,7 +37,7 @@ from typing import Any, Literal
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from shopguard.storage.predicates import Predicate, check, to_sql
+from shopguard.storage.predicates import Clause, Predicate, check, check_plain, to_sql
 
 WriteMode = Literal["append", "overwrite"]
 
@@ -134,7 +134,7 @@ class DeltaStorage(ABC):
         """Latest version; raises StorageError when there is no table at `path`."""
 
     @abstractmethod
-    def read(self, path: str, *, version: int | None = None, where: Sequence[Predicate] = ()) -> DataFrame:
+    def read(self, path: str, *, version: int | None = None, where: Sequence[Clause] = ()) -> DataFrame:
         """Rows of the table (at `version`), partition columns included; `where` prunes partitions."""
 
     @abstractmethod
@@ -219,6 +219,7 @@ def check_write(
         if not replace_where:
             raise ValueError("replace_where is empty; to replace the whole table, leave it None")
         check(replace_where, partition_by)
+        check_plain(replace_where)
     return partition_by
 
 

@@ -32,7 +32,7 @@ from shopguard.storage.base import (
     pause_before_commit,
     replace_id,
 )
-from shopguard.storage.predicates import Predicate, as_log_strings, check, literal, matches, to_sql
+from shopguard.storage.predicates import Clause, Predicate, as_log_strings, check, literal, matches, to_sql
 
 log = logging.getLogger("shopguard.storage")
 
@@ -121,7 +121,7 @@ class DeltaRsStorage(DeltaStorage):
     def partition_columns(self, path: str) -> list[str]:
         return list(self._table(path).metadata().partition_columns)
 
-    def read(self, path: str, *, version: int | None = None, where: Sequence[Predicate] = ()) -> DataFrame:
+    def read(self, path: str, *, version: int | None = None, where: Sequence[Clause] = ()) -> DataFrame:
         table = self._table(path, version)
         unsupported = set(table.protocol().reader_features or []) - {"timestampNtz"}
         if unsupported:

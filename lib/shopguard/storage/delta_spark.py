@@ -30,7 +30,7 @@ from shopguard.storage.base import (
     commit_json,
     naming_a_damaged_log,
 )
-from shopguard.storage.predicates import Predicate, check, to_sql
+from shopguard.storage.predicates import Clause, Predicate, check, to_sql
 
 log = logging.getLogger("shopguard.storage")
 
@@ -120,7 +120,7 @@ class DeltaSparkStorage(DeltaStorage):
             self._partitioning[path] = names[names.index(marker) + 2 :] if marker in names else []
         return list(self._partitioning[path])
 
-    def read(self, path: str, *, version: int | None = None, where: Sequence[Predicate] = ()) -> DataFrame:
+    def read(self, path: str, *, version: int | None = None, where: Sequence[Clause] = ()) -> DataFrame:
         self.version(path)  # no table or a damaged log: StorageError naming the table, as on delta-rs
         check(where, self.partition_columns(path) if where else [])
         reader = self.spark.read.format("delta")

@@ -1,19 +1,37 @@
 """The partition filters jobs pass to `read` and `write(replace_where=...)`, and their one interpreter.
 
-A predicate is `(partition column, operator, value)`. Every backend needs it in one of two spellings: SQL
-(Spark's filters and Delta's replaceWhere) or the strings the Delta log holds for partition values (delta-rs'
-partition filters, and `matches`, which decides which logged partitions a predicate selects).
+A filter is a list of clauses that must all hold. A clause is a predicate, `(partition column, operator,
+value)`, or `AnyOf(predicates)`, of which one must hold: reads need it to keep the rows whose partition value
+is missing, which a range alone drops without a word (SQL's null is neither >= nor <=). Every backend needs a
+filter in one of two spellings: SQL (Spark's filters and Delta's replaceWhere) or the strings the Delta log
+holds for partition values (delta-rs' partition filters, and `matches`, which decides which logged partitions
+a filter selects).
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 Predicate = tuple[str, str, Any]
-"""(partition column, operator, value): operators =, !=, <, <=, >, >=, in, not in."""
+"""(partition column, operator, value): operators =, !=, <, <=, >, >=, in, not in, and `is null` (value
+None), which only a read's `AnyOf` takes."""
+
+
+@dataclass(frozen=True, init=False)
+class AnyOf:
+    """A clause that holds where any of its predicates does."""
+
+    predicates: tuple[Predicate, ...]
+
+    def __init__(self, *predicates: Predicate) -> None:
+        object.__setattr__(self, "predicates", predicates)
+
+
+Clause = Predicate | AnyOf
 
 _COMPARE: dict[str, Callable[[str, str], bool]] = {
     "=": operator.eq,
@@ -23,12 +41,18 @@ _COMPARE: dict[str, Callable[[str, str], bool]] = {
     ">": operator.gt,
     ">=": operator.ge,
 }
-OPERATORS: tuple[str, ...] = (*_COMPARE, "in", "not in")
+IS_NULL = "is null"
+OPERATORS: tuple[str, ...] = (*_COMPARE, "in", "not in", IS_NULL)
 
 
-def check(where: Sequence[Predicate], partition_columns: Sequence[str]) -> None:
+def _predicates(where: Sequence[Clause]) -> Iterator[Predicate]:
+    for clause in where:
+        yield from clause.predicates if isinstance(clause, AnyOf) else (clause,)
+
+
+def check(where: Sequence[Clause], partition_columns: Sequence[str]) -> None:
     """Refuse an unknown operator, or a filter on a column that cannot prune partitions."""
-    for column, op, _ in where:
+    for column, op, _ in _predicates(where):
         if op not in OPERATORS:
             raise ValueError(f"unsupported operator {op!r} in {column!r} filter; expected one of {OPERATORS}")
         if column not in partition_columns:
@@ -47,33 +71,55 @@ def literal(value: Any) -> str:
     return str(value)
 
 
-def as_log_strings(where: Sequence[Predicate]) -> list[tuple[str, str, str | list[str]]]:
-    """The predicates with their values spelt as the log holds them (delta-rs' partition filters)."""
-    return [
-        (column, op, [literal(v) for v in value] if op in ("in", "not in") else literal(value))
-        for column, op, value in where
-    ]
+def check_plain(where: Sequence[Clause]) -> None:
+    """Refuse what only a read takes (delta-rs commits a replacement with a plain conjunction)."""
+    if any(isinstance(c, AnyOf) or c[1] == IS_NULL for c in where):
+        raise ValueError(f"a write replaces partitions named by plain predicates, not {to_sql(where)}")
 
 
-def to_sql(where: Sequence[Predicate]) -> str:
-    """`a = 'x' AND b IN ('y', 'z')`; Spark casts the quoted literals to each column's type."""
+def _log_string(predicate: Predicate) -> tuple[str, str, str | list[str] | None]:
+    column, op, value = predicate
+    if op == IS_NULL:
+        return column, op, None
+    return column, op, [literal(v) for v in value] if op in ("in", "not in") else literal(value)
 
-    def one(column: str, op: str, value: Any) -> str:
-        if isinstance(value, (list, tuple)):
+
+def as_log_strings(where: Sequence[Predicate]) -> list[tuple[str, str, str | list[str] | None]]:
+    """Plain predicates with their values spelt as the log holds them (delta-rs' partition filters)."""
+    return [_log_string(p) for p in where]
+
+
+def to_sql(where: Sequence[Clause]) -> str:
+    """`a = 'x' AND b IN ('y', 'z') AND (c >= 'v' OR c IS NULL)`; Spark casts the quoted literals to each
+    column's type."""
+
+    def one(predicate: Predicate) -> str:
+        column, op, value = _log_string(predicate)
+        if op == IS_NULL:
+            return f"`{column}` IS NULL"
+        if isinstance(value, list):
             return f"`{column}` {op.upper()} ({', '.join(repr(v) for v in value)})"
         return f"`{column}` {op} {value!r}"
 
-    return " AND ".join(one(*p) for p in as_log_strings(where))
+    return " AND ".join(
+        f"({' OR '.join(one(p) for p in c.predicates)})" if isinstance(c, AnyOf) else one(c) for c in where
+    )
 
 
-def matches(values: dict[str, str | None], where: Sequence[Predicate]) -> bool:
+def _holds(values: dict[str, str | None], predicate: Predicate) -> bool:
+    column, op, value = _log_string(predicate)
+    have = values.get(column)
+    if op == IS_NULL:
+        return have is None
+    if isinstance(value, list):
+        return (have in value) == (op == "in")
+    return have is not None and value is not None and _COMPARE[op](have, value)
+
+
+def matches(values: dict[str, str | None], where: Sequence[Clause]) -> bool:
     """Whether a partition, as the log holds its values (strings), is selected. Compared as strings, which
     orders ISO dates and names correctly: the partition columns shopguard writes."""
-    for column, op, value in as_log_strings(where):
-        have = values.get(column)
-        if isinstance(value, list):
-            if (have in value) != (op == "in"):
-                return False
-        elif have is None or not _COMPARE[op](have, value):
-            return False
-    return True
+    return all(
+        any(_holds(values, p) for p in c.predicates) if isinstance(c, AnyOf) else _holds(values, c)
+        for c in where
+    )
