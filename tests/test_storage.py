@@ -88,6 +88,46 @@ def test_a_read_keeps_the_null_partition_only_where_a_clause_asks_for_it(spark, 
     assert storage.version(path) == 0
 
 
+@pytest.mark.parametrize("feature", ["column mapping", "deletion vectors"])
+def test_a_table_the_backend_would_misread_is_refused_by_name(spark, storage, tmp_path, feature):
+    """Tables as Delta's own writer makes them upstream (here through the test session's Delta jars)."""
+    path = str(tmp_path / "t")
+    df = rows(spark, [("a", 1.0, AT, D1), ("b", 2.0, AT, D1)]).coalesce(1)
+    writer = df.write.format("delta").partitionBy("day")
+    if feature == "column mapping":  # what a renamed column needs
+        writer.option("delta.columnMapping.mode", "name").save(path)
+        spark.sql(f"ALTER TABLE delta.`{path}` RENAME COLUMN score TO points")
+        expected = df.withColumnRenamed("score", "points")
+    else:  # a DELETE that marks a row deleted instead of rewriting its file
+        writer.option("delta.enableDeletionVectors", "true").save(path)
+        spark.sql(f"DELETE FROM delta.`{path}` WHERE user_id = 'a'")
+        expected = df.where("user_id = 'b'")
+    version = DeltaTable(path).version()
+
+    if storage.name == "delta-spark":
+        assertDataFrameEqual(storage.read(path), expected)
+    else:  # before: the column-mapped table read as nulls, and a write left it unreadable to delta-rs
+        with pytest.raises(StorageError, match="use the delta-spark backend"):
+            storage.read(path)
+        if feature == "column mapping":
+            with pytest.raises(StorageError, match=r"\['columnMapping'\].*when it writes"):
+                storage.write(expected, path, mode="append", partition_by=["day"])
+        assert DeltaTable(path).version() == version
+
+
+def test_a_write_that_would_break_a_check_constraint_commits_nothing(spark, storage, tmp_path):
+    path = str(tmp_path / "t")
+    storage.write(rows(spark, [("a", 1.0, AT, D1)]), path, mode="append", partition_by=["day"])
+    spark.sql(f"ALTER TABLE delta.`{path}` ADD CONSTRAINT positive CHECK (score > 0)")
+
+    # delta-spark checks each row; delta-rs cannot, so refuses any write (before: it committed the -5)
+    expected = "CHECK constraint positive" if storage.name == "delta-spark" else r"\['checkConstraints'\]"
+    with pytest.raises(Exception, match=expected):
+        storage.write(rows(spark, [("z", -5.0, AT, D1)]), path, mode="append", partition_by=["day"])
+    assert storage.version(path) == 1  # the table and its constraint
+    assert [r.user_id for r in storage.read(path).collect()] == ["a"]
+
+
 def test_replacing_a_partition_is_one_commit_and_leaves_other_partitions(spark, storage, tmp_path):
     path = str(tmp_path / "t")
     storage.write(

@@ -123,12 +123,7 @@ class DeltaRsStorage(DeltaStorage):
 
     def read(self, path: str, *, version: int | None = None, where: Sequence[Clause] = ()) -> DataFrame:
         table = self._table(path, version)
-        unsupported = set(table.protocol().reader_features or []) - {"timestampNtz"}
-        if unsupported:
-            raise StorageError(
-                f"{path} uses Delta reader features {sorted(unsupported)} that the delta-rs backend does not "
-                "read through Spark; use the delta-spark backend (storage.backend: delta-spark)"
-            )
+        _refuse_unhonoured(path, table, writing=False)
         schema = self._spark_schema(table)
         partition_columns = list(table.metadata().partition_columns)
         check(where, partition_columns)
@@ -197,6 +192,7 @@ class DeltaRsStorage(DeltaStorage):
 
         exists = self.exists(path)
         if exists:
+            _refuse_unhonoured(path, self._table(path), writing=True)
             self.check_schema(df, path, columns)
             df = df.select(*self.schema(path).fieldNames())  # the table's column order
 
@@ -365,6 +361,38 @@ def _add_action(relative: str, size: int, modified_ms: int, partition_values: di
     from deltalake.transaction import AddAction
 
     return AddAction(relative, size, partition_values, modified_ms, True, None)  # type: ignore[arg-type]
+
+
+def _refuse_unhonoured(path: str, table: Any, *, writing: bool) -> None:
+    """StorageError for a table that uses Delta features this backend would get wrong, before it reads or
+    writes anything. Spark reads and writes the Parquet files by logical column names and enforces nothing
+    the table declares: a column-mapped table read as all nulls, and a write to it committed files other
+    readers cannot resolve (measured: delta-rs could no longer open the table); a write broke CHECK
+    constraints that delta-spark enforces."""
+    configuration = table.metadata().configuration or {}
+    found = set() if writing else set(table.protocol().reader_features or []) - {"timestampNtz"}
+    if configuration.get("delta.columnMapping.mode", "none") != "none":
+        found.add("columnMapping")
+    if writing:
+        if any(key.startswith("delta.constraints.") for key in configuration):
+            found.add("checkConstraints")
+        for field in table.schema().fields:
+            keys = set(field.metadata)
+            found |= {feature for key, feature in _DECLARED_IN_FIELDS if any(k.startswith(key) for k in keys)}
+    if found:
+        raise StorageError(
+            f"{path} uses Delta table features {sorted(found)} that the delta-rs backend does not honour when "
+            f"it {'writes' if writing else 'reads'} through Spark; use the delta-spark backend "
+            "(storage.backend: delta-spark)"
+        )
+
+
+# (prefix of a schema field's metadata key, the table feature it declares)
+_DECLARED_IN_FIELDS = (
+    ("delta.invariants", "invariants"),
+    ("delta.generationExpression", "generatedColumns"),
+    ("delta.identity.", "identityColumns"),
+)
 
 
 def _logged_partitions(actions: pa.Table, columns: Sequence[str]) -> list[dict[str, str | None]]:
