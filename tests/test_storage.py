@@ -115,16 +115,28 @@ def test_a_table_the_backend_would_misread_is_refused_by_name(spark, storage, tm
         assert DeltaTable(path).version() == version
 
 
-def test_a_write_that_would_break_a_check_constraint_commits_nothing(spark, storage, tmp_path):
+@pytest.mark.parametrize("rule", ["CHECK", "NOT NULL"])
+def test_a_write_that_would_break_a_tables_constraint_commits_nothing(spark, storage, tmp_path, rule):
     path = str(tmp_path / "t")
-    storage.write(rows(spark, [("a", 1.0, AT, D1)]), path, mode="append", partition_by=["day"])
-    spark.sql(f"ALTER TABLE delta.`{path}` ADD CONSTRAINT positive CHECK (score > 0)")
+    if rule == "CHECK":
+        storage.write(rows(spark, [("a", 1.0, AT, D1)]), path, mode="append", partition_by=["day"])
+        spark.sql(f"ALTER TABLE delta.`{path}` ADD CONSTRAINT positive CHECK (score > 0)")
+        bad, spark_says, rs_says = ("z", -5.0, AT, D1), "CHECK constraint positive", r"\['checkConstraints'\]"
+    else:  # what a table made by DDL can declare
+        spark.sql(f"CREATE TABLE delta.`{path}` (user_id STRING NOT NULL, score DOUBLE, at TIMESTAMP, day DATE) "
+                  "USING delta PARTITIONED BY (day)")  # fmt: skip
+        rows(spark, [("a", 1.0, AT, D1)]).write.format("delta").mode("append").save(path)
+        bad, spark_says, rs_says = (
+            (None, 1.0, AT, D1),
+            "NOT NULL constraint violated",
+            r"NOT NULL \['user_id'",
+        )
 
-    # delta-spark checks each row; delta-rs cannot, so refuses any write (before: it committed the -5)
-    expected = "CHECK constraint positive" if storage.name == "delta-spark" else r"\['checkConstraints'\]"
-    with pytest.raises(Exception, match=expected):
-        storage.write(rows(spark, [("z", -5.0, AT, D1)]), path, mode="append", partition_by=["day"])
-    assert storage.version(path) == 1  # the table and its constraint
+    # delta-spark checks each row; delta-rs cannot, so refuses any write (before: it committed the row, and
+    # after the null, delta-spark failed to read the table)
+    with pytest.raises(Exception, match=spark_says if storage.name == "delta-spark" else rs_says):
+        storage.write(rows(spark, [bad]), path, mode="append", partition_by=["day"])
+    assert storage.version(path) == 1
     assert [r.user_id for r in storage.read(path).collect()] == ["a"]
 
 

@@ -368,7 +368,8 @@ def _refuse_unhonoured(path: str, table: Any, *, writing: bool) -> None:
     writes anything. Spark reads and writes the Parquet files by logical column names and enforces nothing
     the table declares: a column-mapped table read as all nulls, and a write to it committed files other
     readers cannot resolve (measured: delta-rs could no longer open the table); a write broke CHECK
-    constraints that delta-spark enforces."""
+    constraints that delta-spark enforces, and put a null in a NOT NULL column, after which delta-spark could
+    no longer read the table."""
     configuration = table.metadata().configuration or {}
     found = set() if writing else set(table.protocol().reader_features or []) - {"timestampNtz"}
     if configuration.get("delta.columnMapping.mode", "none") != "none":
@@ -376,9 +377,14 @@ def _refuse_unhonoured(path: str, table: Any, *, writing: bool) -> None:
     if writing:
         if any(key.startswith("delta.constraints.") for key in configuration):
             found.add("checkConstraints")
-        for field in table.schema().fields:
+        fields = table.schema().fields
+        for field in fields:
             keys = set(field.metadata)
             found |= {feature for key, feature in _DECLARED_IN_FIELDS if any(k.startswith(key) for k in keys)}
+        if required := [
+            f.name for f in fields if not f.nullable
+        ]:  # only DDL makes these; Delta's writes don't
+            found.add(f"NOT NULL {required}")
     if found:
         raise StorageError(
             f"{path} uses Delta table features {sorted(found)} that the delta-rs backend does not honour when "
