@@ -381,9 +381,8 @@ def _refuse_unhonoured(path: str, table: Any, *, writing: bool) -> None:
         for field in fields:
             keys = set(field.metadata)
             found |= {feature for key, feature in _DECLARED_IN_FIELDS if any(k.startswith(key) for k in keys)}
-        if required := [
-            f.name for f in fields if not f.nullable
-        ]:  # only DDL makes these; Delta's writes don't
+        # only DDL makes NOT NULL columns: Delta's DataFrame writes make every column nullable
+        if required := [f.name for f in fields if not f.nullable]:
             found.add(f"NOT NULL {required}")
     if found:
         raise StorageError(

@@ -18,7 +18,7 @@ from typing import Any
 
 Predicate = tuple[str, str, Any]
 """(partition column, operator, value): operators =, !=, <, <=, >, >=, in, not in, and `is null` (value
-None), which only a read's `AnyOf` takes."""
+None), which only reads take."""
 
 
 @dataclass(frozen=True, init=False)
