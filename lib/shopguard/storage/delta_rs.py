@@ -383,10 +383,10 @@ def _refuse_unhonoured(path: str, table: Any, *, writing: bool) -> None:
             found |= {feature for key, feature in _DECLARED_IN_FIELDS if any(k.startswith(key) for k in keys)}
         # only DDL makes NOT NULL columns: Delta's DataFrame writes make every column nullable
         if required := [f.name for f in fields if not f.nullable]:
-            found.add(f"NOT NULL {required}")
+            found.add(f"NOT NULL ({', '.join(required)})")
     if found:
         raise StorageError(
-            f"{path} uses Delta table features {sorted(found)} that the delta-rs backend does not honour when "
+            f"{path} uses Delta table features {', '.join(sorted(found))} that the delta-rs backend does not honour when "
             f"it {'writes' if writing else 'reads'} through Spark; use the delta-spark backend "
             "(storage.backend: delta-spark)"
         )

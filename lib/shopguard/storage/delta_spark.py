@@ -37,6 +37,10 @@ log = logging.getLogger("shopguard.storage")
 # Delta's errors for a log it cannot replay that name no table: a gap says which versions, not which table (a
 # commit cut short is a file Spark names: errors.py)
 _DAMAGED_LOG = re.compile(r"\[DELTA_VERSIONS_NOT_CONTIGUOUS\][^\n]*")
+# A table's own rule (a CHECK constraint, a NOT NULL column) refused a row; Delta's line names the rule.
+_CONSTRAINT = re.compile(
+    r"\[(?:DELTA_VIOLATE_CONSTRAINT_WITH_VALUES|DELTA_NOT_NULL_CONSTRAINT_VIOLATED)\]\s*([^\n]*)"
+)
 
 
 def _replayed_commits(snapshot: Any) -> Iterator[tuple[int, int]]:
@@ -178,6 +182,12 @@ class DeltaSparkStorage(DeltaStorage):
                 replaced = to_sql(replace_where or [])
                 raise StorageError(
                     f"rows outside the partitions replaced ({replaced}); nothing was committed"
+                ) from exc
+            if found := _CONSTRAINT.search(text):
+                raise StorageError(
+                    f"{path} refused the write by its own rule: {found[1].removesuffix(' by row with values:').rstrip('.')}; "
+                    "nothing was committed. "
+                    "Correct or drop the rule (ALTER TABLE ... DROP CONSTRAINT), or the rows upstream"
                 ) from exc
             raise
         latest = self.version(path)
