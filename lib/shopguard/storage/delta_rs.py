@@ -386,8 +386,8 @@ def _refuse_unhonoured(path: str, table: Any, *, writing: bool) -> None:
             found.add(f"NOT NULL ({', '.join(required)})")
     if found:
         raise StorageError(
-            f"{path} uses Delta table features {', '.join(sorted(found))} that the delta-rs backend does not honour when "
-            f"it {'writes' if writing else 'reads'} through Spark; use the delta-spark backend "
+            f"{path} uses Delta table features {', '.join(sorted(found))} that the delta-rs backend does not "
+            f"honour when it {'writes' if writing else 'reads'} through Spark; use the delta-spark backend "
             "(storage.backend: delta-spark)"
         )
 

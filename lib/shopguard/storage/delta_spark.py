@@ -184,10 +184,10 @@ class DeltaSparkStorage(DeltaStorage):
                     f"rows outside the partitions replaced ({replaced}); nothing was committed"
                 ) from exc
             if found := _CONSTRAINT.search(text):
+                rule = found[1].removesuffix(" by row with values:").rstrip(".")  # values: not in a log line
                 raise StorageError(
-                    f"{path} refused the write by its own rule: {found[1].removesuffix(' by row with values:').rstrip('.')}; "
-                    "nothing was committed. "
-                    "Correct or drop the rule (ALTER TABLE ... DROP CONSTRAINT), or the rows upstream"
+                    f"{path} refused the write by its own rule: {rule}; nothing was committed. Correct or drop "
+                    "the rule (ALTER TABLE ... DROP CONSTRAINT), or the rows upstream"
                 ) from exc
             raise
         latest = self.version(path)
