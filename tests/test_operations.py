@@ -19,7 +19,9 @@ from conftest import BACKENDS, DAY, ROOT, load_job, plant_uncommitted_file, subm
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
+from shopguard.config import ColumnSettings
 from shopguard.errors import ExitCode
+from shopguard.inputs import read_window
 from shopguard.runtime import StageProgress, run_job
 from shopguard.storage import DAMAGED_LOG_ADVICE
 from shopguard.synthetic import SyntheticSpec, split_records, synthetic_records
@@ -153,23 +155,25 @@ def test_unpartitioned_and_string_partitioned_inputs_give_the_same_features(tiny
     pd.testing.assert_frame_equal(got[expected.columns], expected)
 
 
-def test_timestamp_and_hour_sub_partitions_are_read_by_date(tiny, tmp_path):
-    from shopguard.config import ColumnSettings
-    from shopguard.inputs import read_window
+WINDOW = (dt.date.fromisoformat(DAY) - dt.timedelta(days=2), dt.date.fromisoformat(DAY))
 
+
+def rows_in_window(storage, path: Path, **columns: str) -> int:
+    """Clicks `read_window` reads for WINDOW from the table at `path`, its columns mapped as given."""
+    mapping = {**ColumnSettings().mapping("clicks"), **columns}
+    return read_window(storage, str(path), "clicks", mapping, 0, *WINDOW).count()
+
+
+def test_timestamp_and_hour_sub_partitions_are_read_by_date(tiny, tmp_path):
     _, storage, clicks, _, _ = tiny
-    day = dt.date.fromisoformat(DAY)
-    window = (day - dt.timedelta(days=2), day)
-    mapping = ColumnSettings().mapping("clicks")
-    expected = clicks.where(F.col("event_date").between(*window)).count()
+    expected = clicks.where(F.col("event_date").between(*WINDOW)).count()
     hourly = clicks.withColumn("hour", F.hour("event_time"))
     storage.write(hourly, str(tmp_path / "hourly"), mode="overwrite", partition_by=["event_date", "hour"])
     by_hour = clicks.withColumn("logged_hour", F.date_trunc("hour", "event_time")).drop("event_date")
     storage.write(by_hour, str(tmp_path / "by_hour"), mode="overwrite", partition_by=["logged_hour"])
 
-    assert read_window(storage, str(tmp_path / "hourly"), "clicks", mapping, 0, *window).count() == expected
-    stamped = {**mapping, "event_date": "logged_hour"}
-    assert read_window(storage, str(tmp_path / "by_hour"), "clicks", stamped, 0, *window).count() == expected
+    assert rows_in_window(storage, tmp_path / "hourly") == expected
+    assert rows_in_window(storage, tmp_path / "by_hour", event_date="logged_hour") == expected
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -195,15 +199,9 @@ def test_input_rows_without_a_date_partition_are_read_and_quarantined_not_lost(t
 
 
 def test_rows_without_a_date_are_read_with_every_window_whatever_the_layout(tiny, tmp_path):
-    from shopguard.config import ColumnSettings
-    from shopguard.inputs import read_window
-
     _, storage, clicks, _, _ = tiny
-    day = dt.date.fromisoformat(DAY)
-    window = (day - dt.timedelta(days=2), day)
-    mapping = ColumnSettings().mapping("clicks")
-    expected = clicks.where(F.col("event_date").between(*window)).count()
-    lost = clicks.where(F.col("event_date") < window[0]).orderBy("user_id", "event_time").limit(4)
+    expected = clicks.where(F.col("event_date").between(*WINDOW)).count()
+    lost = clicks.where(F.col("event_date") < WINDOW[0]).orderBy("user_id", "event_time").limit(4)
     text = clicks.withColumn("event_date", F.col("event_date").cast("string"))  # not partitioned, text days
     for value in (None, "soon"):
         text = text.unionByName(lost.withColumn("event_date", F.lit(value).cast("string")))
@@ -214,11 +212,8 @@ def test_rows_without_a_date_are_read_with_every_window_whatever_the_layout(tiny
     )
     storage.write(hourless, str(tmp_path / "by_hour"), mode="overwrite", partition_by=["logged_hour"])
 
-    assert read_window(storage, str(tmp_path / "flat"), "clicks", mapping, 0, *window).count() == expected + 8
-    by_hour = {**mapping, "event_date": "logged_hour"}
-    assert (
-        read_window(storage, str(tmp_path / "by_hour"), "clicks", by_hour, 0, *window).count() == expected + 4
-    )
+    assert rows_in_window(storage, tmp_path / "flat") == expected + 8
+    assert rows_in_window(storage, tmp_path / "by_hour", event_date="logged_hour") == expected + 4
 
 
 def test_an_input_partitioned_by_another_column_is_refused_naming_the_setting(tiny, tmp_path, caplog):
