@@ -31,10 +31,10 @@ class LayoutError(ConfigError):
     """An input table is laid out in a way shopguard cannot read correctly without a setting."""
 
 
-def _partition_filter(
+def _window_filter(
     storage: DeltaStorage, path: str, version: int, column: str, dtype: T.DataType, first: date, last: date
 ) -> list[Clause]:
-    """Clauses selecting the days first..last, and the undated rows, on a partition column of type `dtype`."""
+    """Clauses selecting the days first..last, and the undated rows, on a column of type `dtype`."""
     undated: Predicate = (column, IS_NULL, None)
     return [AnyOf(bound, undated) for bound in _range(storage, path, version, column, dtype, first, last)]
 
@@ -72,7 +72,9 @@ def read_window(
     first: date,
     last: date,
 ) -> DataFrame:
-    """Rows of input `table` (source column names) dated first..last, pruning partitions where it can."""
+    """Rows of input `table` (source column names) dated first..last, and its undated rows: by partition where
+    the date is a partition column, else by the files' statistics where it is a date or a time, else by
+    reading every row."""
     canonical = contract(table).date_column or ""
     setting = f"columns.{table}.{canonical}"
     date_column, time_column = mapping[canonical], mapping[schemas.TIME_COLUMN[table]]
@@ -83,7 +85,7 @@ def read_window(
         return storage.read(
             path,
             version=version,
-            where=_partition_filter(storage, path, version, date_column, dtype, first, last),
+            where=_window_filter(storage, path, version, date_column, dtype, first, last),
         )
     if partitions and date_column not in schema.fieldNames():
         raise LayoutError(
@@ -91,9 +93,19 @@ def read_window(
             f"({setting}): if {partitions[0]!r} holds the {table} date, run with --set {setting}={partitions[0]} "
             f"(or put it under columns: in conf/)"
         )
+    found = schema[date_column].dataType if date_column in schema.fieldNames() else None
+    if isinstance(found, (T.DateType, T.TimestampType, T.TimestampNTZType)):
+        # both backends skip the files whose statistics (each file's earliest and latest date) rule them out
+        log.info(
+            "%s: %s is not a partition column of %s (partitions: %s): reading the files whose statistics "
+            "allow rows of %s..%s, few where the table is clustered or appended by date",
+            table, date_column, path, partitions or "none", first, last,
+        )  # fmt: skip
+        where = _window_filter(storage, path, version, date_column, found, first, last)
+        return storage.read(path, version=version, where=where)
     log.warning(
-        "%s: %s is not a partition column of %s (partitions: %s): reading the whole table and keeping the "
-        "rows of %s..%s; partition the table by its date to read less",
+        "%s: %s is not a partition column of %s (partitions: %s), nor a date: reading every file and keeping "
+        "the rows of %s..%s; store the date as a DATE column, or partition the table by it, to read less",
         table, date_column, path, partitions or "none", first, last,
     )  # fmt: skip
     df = storage.read(path, version=version)

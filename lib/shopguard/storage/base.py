@@ -135,7 +135,9 @@ class DeltaStorage(ABC):
 
     @abstractmethod
     def read(self, path: str, *, version: int | None = None, where: Sequence[Clause] = ()) -> DataFrame:
-        """Rows of the table (at `version`), partition columns included; `where` prunes partitions."""
+        """Rows of the table (at `version`), partition columns included, that `where` selects: a clause on
+        partition columns selects partitions; one on other columns skips the files whose statistics rule it
+        out, then filters the rows."""
 
     @abstractmethod
     def partition_values(self, path: str, *, version: int | None = None) -> list[dict[str, str | None]]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import re
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -32,7 +33,18 @@ from shopguard.storage.base import (
     pause_before_commit,
     replace_id,
 )
-from shopguard.storage.predicates import Clause, Predicate, as_log_strings, check, literal, matches, to_sql
+from shopguard.storage.predicates import (
+    IS_NULL,
+    AnyOf,
+    Clause,
+    Predicate,
+    as_log_strings,
+    check,
+    literal,
+    matches,
+    on_columns,
+    to_sql,
+)
 
 log = logging.getLogger("shopguard.storage")
 
@@ -126,15 +138,33 @@ class DeltaRsStorage(DeltaStorage):
         _refuse_unhonoured(path, table, writing=False)
         schema = self._spark_schema(table)
         partition_columns = list(table.metadata().partition_columns)
-        check(where, partition_columns)
+        check(where, schema.fieldNames(), "columns")
+        # a clause on partition columns selects whole partitions; any other skips files by their statistics,
+        # as delta-spark does, and then filters the rows
+        by_partition: list[Clause] = []
+        by_rows: list[Clause] = []
+        for clause in where:
+            (by_partition if on_columns(clause) <= set(partition_columns) else by_rows).append(clause)
 
         actions = pa.table(table.get_add_actions(flatten=True))
-        if where:
-            selected = [matches(values, where) for values in _logged_partitions(actions, partition_columns)]
-            actions = actions.filter(pa.array(selected, pa.bool_()))
+        if by_partition:
+            logged = _logged_partitions(actions, partition_columns)
+            actions = actions.filter(pa.array([matches(v, by_partition) for v in logged], pa.bool_()))
+        if by_rows:
+            tested = set().union(*map(on_columns, by_rows))
+            statistics = [f"{kind}{c}" for kind in _STATISTICS for c in tested]
+            stats = actions.select([n for n in statistics if n in actions.column_names]).to_pylist()
+            actions = actions.filter(pa.array([_may_match(s, by_rows) for s in stats], pa.bool_()))
         if actions.num_rows == 0:
             return self.spark.createDataFrame([], schema)
+        if by_rows:
+            return self._files(table, actions, schema, partition_columns).where(to_sql(by_rows))
+        return self._files(table, actions, schema, partition_columns)
 
+    def _files(
+        self, table: Any, actions: pa.Table, schema: T.StructType, partition_columns: list[str]
+    ) -> DataFrame:
+        """The rows of the files of `actions`, with their partition values from the log."""
         # The log holds URI-encoded paths; the names on disk are their decoded form (Hive escapes a ':' in a
         # partition value as '%3A' on disk, which the log writes '%253A').
         paths = [unquote(p) for p in actions["path"].to_pylist()]
@@ -152,7 +182,8 @@ class DeltaRsStorage(DeltaStorage):
         keys = ["/".join(p.split("/")[-depth:]) for p in paths]
         if len(set(keys)) != len(keys):
             raise StorageError(
-                f"{path}: file paths repeat in their last {depth} segments; use the delta-spark backend"
+                f"{table.table_uri}: file paths repeat in their last {depth} segments; use the delta-spark "
+                "backend"
             )
         partition_values = pa.table(
             {"_key": keys, **{c: actions[f"partition.{c}"] for c in partition_columns}}
@@ -407,6 +438,47 @@ def _logged_partitions(actions: pa.Table, columns: Sequence[str]) -> list[dict[s
         {c: None if v is None else literal(v) for c, v in zip(columns, values, strict=True)}
         for values in found
     ]
+
+
+_STATISTICS = ("min.", "max.", "null_count.")
+_ORDER = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+def _ordered(value: Any) -> Any:
+    """A statistic or a bound as a value that orders correctly against the other, or None: strings are left
+    out (Delta truncates long ones in its statistics), and times compare as UTC without a zone."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
+    if isinstance(value, bool) or not isinstance(value, (date, int, float)):
+        return None
+    return value
+
+
+def _may_hold(stats: dict[str, Any], predicate: Predicate) -> bool:
+    """Whether a row of a file may satisfy `predicate`, by the file's statistics in the log (minimum, maximum
+    and null count per column); True wherever they cannot tell."""
+    column, op, value = predicate
+    if op == IS_NULL:
+        nulls = stats.get(f"null_count.{column}")
+        return nulls is None or nulls > 0
+    low, high = _ordered(stats.get(f"min.{column}")), _ordered(stats.get(f"max.{column}"))
+    wanted = [_ordered(v) for v in value] if op == "in" else [_ordered(value)]
+    if low is None or high is None or None in wanted or op in ("!=", "not in"):
+        return True
+    try:
+        if op in ("=", "in"):
+            return any(low <= v <= high for v in wanted)
+        # below a bound: the file's smallest value; above it: its largest
+        return bool(_ORDER[op](low if op in ("<", "<=") else high, wanted[0]))
+    except TypeError:  # a date against a time, say: the statistics cannot tell
+        return True
+
+
+def _may_match(stats: dict[str, Any], where: Sequence[Clause]) -> bool:
+    return all(
+        any(_may_hold(stats, p) for p in c.predicates) if isinstance(c, AnyOf) else _may_hold(stats, c)
+        for c in where
+    )
 
 
 def _nullable(schema: pa.Schema) -> pa.Schema:

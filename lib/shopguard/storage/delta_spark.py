@@ -126,13 +126,15 @@ class DeltaSparkStorage(DeltaStorage):
 
     def read(self, path: str, *, version: int | None = None, where: Sequence[Clause] = ()) -> DataFrame:
         self.version(path)  # no table or a damaged log: StorageError naming the table, as on delta-rs
-        check(where, self.partition_columns(path) if where else [])
         reader = self.spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
         with naming_a_damaged_log(path, _DAMAGED_LOG):
             df = reader.load(path)
-        return df.where(to_sql(where)) if where else df
+        if not where:
+            return df
+        check(where, df.columns, "columns")  # Delta prunes partitions, and skips files by their statistics
+        return df.where(to_sql(where))
 
     def partition_values(self, path: str, *, version: int | None = None) -> list[dict[str, str | None]]:
         columns = self.partition_columns(path)

@@ -1,11 +1,13 @@
-"""The partition filters jobs pass to `read` and `write(replace_where=...)`, and their one interpreter.
+"""The filters jobs pass to `read` and `write(replace_where=...)`, and their one interpreter.
 
-A filter is a list of clauses that must all hold. A clause is a predicate, `(partition column, operator,
-value)`, or `AnyOf(predicates)`, of which one must hold: reads need it to keep the rows whose partition value
-is missing, which a range alone drops without a word (SQL's null is neither >= nor <=). Every backend needs a
-filter in one of two spellings: SQL (Spark's filters and Delta's replaceWhere) or the strings the Delta log
-holds for partition values (delta-rs' partition filters, and `matches`, which decides which logged partitions
-a filter selects).
+A filter is a list of clauses that must all hold. A clause is a predicate, `(column, operator, value)`, or
+`AnyOf(predicates)`, of which one must hold: reads need it to keep the rows whose partition value is missing,
+which a range alone drops without a word (SQL's null is neither >= nor <=). On a partition column a filter
+selects whole partitions; a read also takes one on another column, for which a backend skips the files whose
+statistics rule it out and then filters the rows (writes replace partitions, so they take partition columns
+only). Every backend needs a filter in one of two spellings: SQL (Spark's filters and Delta's replaceWhere) or
+the strings the Delta log holds for partition values (delta-rs' partition filters, and `matches`, which
+decides which logged partitions a filter selects).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 Predicate = tuple[str, str, Any]
-"""(partition column, operator, value): operators =, !=, <, <=, >, >=, in, not in, and `is null` (value
+"""(column, operator, value): operators =, !=, <, <=, >, >=, in, not in, and `is null` (value
 None), which only reads take."""
 
 
@@ -50,15 +52,19 @@ def _predicates(where: Sequence[Clause]) -> Iterator[Predicate]:
         yield from clause.predicates if isinstance(clause, AnyOf) else (clause,)
 
 
-def check(where: Sequence[Clause], partition_columns: Sequence[str]) -> None:
-    """Refuse an unknown operator, or a filter on a column that cannot prune partitions."""
+def check(where: Sequence[Clause], columns: Sequence[str], what: str = "partition columns") -> None:
+    """Refuse an unknown operator, or a filter on a column other than `columns` (a write's partition
+    columns, a read's columns)."""
     for column, op, _ in _predicates(where):
         if op not in OPERATORS:
             raise ValueError(f"unsupported operator {op!r} in {column!r} filter; expected one of {OPERATORS}")
-        if column not in partition_columns:
-            raise ValueError(
-                f"filter on {column!r}: only partition columns {list(partition_columns)} can prune a read"
-            )
+        if column not in columns:
+            raise ValueError(f"filter on {column!r}: expected one of the table's {what} {list(columns)}")
+
+
+def on_columns(clause: Clause) -> set[str]:
+    """The columns a clause tests."""
+    return {column for column, _, _ in _predicates([clause])}
 
 
 def literal(value: Any) -> str:
