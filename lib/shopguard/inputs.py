@@ -25,6 +25,8 @@ from shopguard.storage.predicates import IS_NULL, Clause
 log = logging.getLogger(__name__)
 
 _ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# column types whose files' statistics tell which days a file holds
+_DATED = (T.DateType, T.TimestampType, T.TimestampNTZType)
 
 
 class LayoutError(ConfigError):
@@ -93,8 +95,10 @@ def read_window(
             f"({setting}): if {partitions[0]!r} holds the {table} date, run with --set {setting}={partitions[0]} "
             f"(or put it under columns: in conf/)"
         )
-    found = schema[date_column].dataType if date_column in schema.fieldNames() else None
-    if isinstance(found, (T.DateType, T.TimestampType, T.TimestampNTZType)):
+    found, clock = (
+        schema[c].dataType if c in schema.fieldNames() else None for c in (date_column, time_column)
+    )
+    if isinstance(found, _DATED):
         # both backends skip the files whose statistics (each file's earliest and latest date) rule them out
         log.info(
             "%s: %s is not a partition column of %s (partitions: %s): reading the files whose statistics "
@@ -103,12 +107,25 @@ def read_window(
         )  # fmt: skip
         where = _window_filter(storage, path, version, date_column, found, first, last)
         return storage.read(path, version=version, where=where)
-    log.warning(
-        "%s: %s is not a partition column of %s (partitions: %s), nor a date: reading every file and keeping "
-        "the rows of %s..%s; store the date as a DATE column, or partition the table by it, to read less",
-        table, date_column, path, partitions or "none", first, last,
-    )  # fmt: skip
-    df = storage.read(path, version=version)
+    if found is None and isinstance(clock, _DATED):
+        # the day comes from the time (below), in the session's time zone: a day more on either side keeps
+        # every row of the window whatever that zone, and still skips the files of other days
+        log.info(
+            "%s: %s has no column %s: reading the files whose statistics allow %s around %s..%s",
+            table, path, date_column, time_column, first, last,
+        )  # fmt: skip
+        wider = (first - timedelta(days=1), last + timedelta(days=1))
+        df = storage.read(
+            path, version=version, where=_window_filter(storage, path, version, time_column, clock, *wider)
+        )
+    else:
+        log.warning(
+            "%s: %s is not a partition column of %s (partitions: %s), nor a date: reading every file and "
+            "keeping the rows of %s..%s; store the date as a DATE column, or partition the table by it, to "
+            "read less",
+            table, date_column, path, partitions or "none", first, last,
+        )  # fmt: skip
+        df = storage.read(path, version=version)
     if date_column not in schema.fieldNames():
         if time_column not in schema.fieldNames():
             return df  # conform names what is missing
