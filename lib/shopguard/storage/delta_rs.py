@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 from urllib.parse import unquote
 
@@ -35,11 +36,11 @@ from shopguard.storage.base import (
 )
 from shopguard.storage.predicates import (
     IS_NULL,
-    AnyOf,
     Clause,
     Predicate,
     as_log_strings,
     check,
+    holds,
     literal,
     matches,
     on_columns,
@@ -154,12 +155,12 @@ class DeltaRsStorage(DeltaStorage):
             tested = set().union(*map(on_columns, by_rows))
             statistics = [f"{kind}{c}" for kind in _STATISTICS for c in tested]
             stats = actions.select([n for n in statistics if n in actions.column_names]).to_pylist()
-            actions = actions.filter(pa.array([_may_match(s, by_rows) for s in stats], pa.bool_()))
+            selected = [holds(by_rows, partial(_may_hold, s)) for s in stats]
+            actions = actions.filter(pa.array(selected, pa.bool_()))
         if actions.num_rows == 0:
             return self.spark.createDataFrame([], schema)
-        if by_rows:
-            return self._files(table, actions, schema, partition_columns).where(to_sql(by_rows))
-        return self._files(table, actions, schema, partition_columns)
+        df = self._files(table, actions, schema, partition_columns)
+        return df.where(to_sql(by_rows)) if by_rows else df
 
     def _files(
         self, table: Any, actions: pa.Table, schema: T.StructType, partition_columns: list[str]
@@ -472,13 +473,6 @@ def _may_hold(stats: dict[str, Any], predicate: Predicate) -> bool:
         return bool(_ORDER[op](low if op in ("<", "<=") else high, wanted[0]))
     except TypeError:  # a date against a time, say: the statistics cannot tell
         return True
-
-
-def _may_match(stats: dict[str, Any], where: Sequence[Clause]) -> bool:
-    return all(
-        any(_may_hold(stats, p) for p in c.predicates) if isinstance(c, AnyOf) else _may_hold(stats, c)
-        for c in where
-    )
 
 
 def _nullable(schema: pa.Schema) -> pa.Schema:

@@ -112,7 +112,7 @@ def to_sql(where: Sequence[Clause]) -> str:
     )
 
 
-def _holds(values: dict[str, str | None], predicate: Predicate) -> bool:
+def _selects(values: dict[str, str | None], predicate: Predicate) -> bool:
     column, op, value = _log_string(predicate)
     have = values.get(column)
     if op == IS_NULL:
@@ -122,10 +122,12 @@ def _holds(values: dict[str, str | None], predicate: Predicate) -> bool:
     return have is not None and value is not None and _COMPARE[op](have, value)
 
 
+def holds(where: Sequence[Clause], test: Callable[[Predicate], bool]) -> bool:
+    """Whether every clause holds, a predicate where `test` says so, an AnyOf where one of its does."""
+    return all(any(map(test, c.predicates)) if isinstance(c, AnyOf) else test(c) for c in where)
+
+
 def matches(values: dict[str, str | None], where: Sequence[Clause]) -> bool:
     """Whether a partition, as the log holds its values (strings), is selected. Compared as strings, which
     orders ISO dates and names correctly: the partition columns shopguard writes."""
-    return all(
-        any(_holds(values, p) for p in c.predicates) if isinstance(c, AnyOf) else _holds(values, c)
-        for c in where
-    )
+    return holds(where, lambda predicate: _selects(values, predicate))
