@@ -60,11 +60,24 @@ def test_a_conf_file_layers_over_the_profile(tmp_path):
         ("columns.clicks={who: customer}", r"unknown canonical column\(s\) \['who'\]"),
         ("features.windows_days=[7, 120]", r"lifetime_days \(90\) must be >= the longest window \(120\)"),
         ("no-equals-sign", "must look like section.key=value"),
+        (
+            "tables.clicks=catalog:bronze clicks",
+            r"'catalog:bronze clicks' is not a table name; expected catalog:",
+        ),
+        ("tables.models=catalog:ml.models", r"tables\.models is a folder, not a table"),
     ],
 )
 def test_bad_settings_fail_at_startup_naming_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         load_settings("local", overrides=[override])
+
+
+def test_a_table_may_be_given_by_its_catalog_name_and_then_has_no_path_of_its_own():
+    settings = load_settings("local", overrides=["tables.clicks=catalog:bronze.clicks"])
+    assert settings.tables.catalog_name("clicks") == "bronze.clicks"
+    assert settings.tables.catalog_name("transactions") is None
+    with pytest.raises(ValueError, match="looked up by Tables.path"):
+        settings.tables.path("clicks")
 
 
 def test_unknown_profile_lists_the_known_ones():

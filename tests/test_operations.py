@@ -155,6 +155,55 @@ def test_unpartitioned_and_string_partitioned_inputs_give_the_same_features(tiny
     pd.testing.assert_frame_equal(got[expected.columns], expected)
 
 
+@pytest.fixture
+def bronze(spark, tmp_path):
+    """A database `bronze` in the session's catalog, dropped afterwards (its tables' files stay)."""
+    spark.sql(f"CREATE DATABASE bronze LOCATION '{tmp_path}/bronze.db'")
+    yield
+    spark.sql("DROP DATABASE bronze CASCADE")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_inputs_given_by_their_catalog_name_give_the_same_features_as_by_path(
+    spark, tiny, bronze, tmp_path, backend
+):
+    root, _, _, _, settings = tiny
+    spark.sql(f"CREATE TABLE bronze.clicks USING DELTA LOCATION '{root}/clicks'")
+    spark.sql(f"CREATE TABLE bronze.orders USING DELTA LOCATION '{root}/orders'")
+
+    code = run("features", "--date", DAY, *settings, "--set", f"tables.features={tmp_path}/features",
+               "--set", f"tables.quarantine={tmp_path}/quarantine", "--set", "tables.clicks=catalog:bronze.clicks",
+               "--set", "tables.transactions=catalog:spark_catalog.bronze.orders",
+               "--set", f"storage.backend={backend}")  # fmt: skip
+
+    assert code == ExitCode.OK
+    expected = DeltaTable(str(root / "features")).to_pandas().sort_values("user_id", ignore_index=True)
+    got = DeltaTable(str(tmp_path / "features")).to_pandas().sort_values("user_id", ignore_index=True)
+    pd.testing.assert_frame_equal(got[expected.columns], expected)
+    inputs = json.loads(DeltaTable(str(tmp_path / "features")).history(1)[0]["userMetadata"])["inputs"]
+    assert inputs["clicks"]["path"].endswith(f"{root}/clicks")
+    assert inputs["transactions"]["path"].endswith(f"{root}/orders")
+
+
+def test_an_input_given_by_a_catalog_name_that_is_no_delta_table_there_fails_naming_what_it_is(
+    spark, tiny, bronze, tmp_path, caplog
+):
+    *_, settings = tiny
+    spark.range(3).write.parquet(str(tmp_path / "plain"))
+    spark.sql(f"CREATE TABLE bronze.plain USING PARQUET LOCATION '{tmp_path}/plain'")
+    spark.sql("CREATE VIEW bronze.recent AS SELECT * FROM bronze.plain")
+
+    for name, says in [
+        ("bronze.clickz", "no table bronze.clickz in the session's catalog (in-memory)"),
+        ("bronze.plain", "bronze.plain is a parquet table at"),
+        ("bronze.recent", "bronze.recent is a view, not a table"),
+    ]:
+        code = run("features", "--date", DAY, *settings, "--set", f"tables.root={tmp_path}",
+                   "--set", f"tables.clicks=catalog:{name}")  # fmt: skip
+        assert code == ExitCode.INPUT and says in last_error(caplog), last_error(caplog)
+    assert not (tmp_path / "features").exists() and not (tmp_path / "quarantine").exists()
+
+
 WINDOW = (dt.date.fromisoformat(DAY) - dt.timedelta(days=2), dt.date.fromisoformat(DAY))
 
 

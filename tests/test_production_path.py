@@ -28,7 +28,8 @@ THRIFT_PORT = 10199
 @pytest.fixture(scope="module")
 def production(tmp_path_factory):
     """generate, then the nightly run over two days (features, the first model trained, scores), on the
-    cluster with the catalog on: two applications, as an operator schedules them."""
+    cluster with the catalog on: two applications, as an operator schedules them. The nightly run reads
+    its inputs by the names generate registered them under in the shared metastore."""
     work = tmp_path_factory.mktemp("production")
     catalog = ["--set", "catalog.enabled=true", "--set", f"catalog.metastore_url={METASTORE}",
                "--set", f"catalog.warehouse_dir={work}/warehouse",
@@ -46,7 +47,9 @@ def production(tmp_path_factory):
               "--set", f"spark.conf.spark.executor.extraJavaOptions={executors}", *catalog]  # fmt: skip
     try:
         nightly = ["--from", YESTERDAY, "--to", DAY,  # the first night trains the first model
-                   "--set", "nightly.train=never", "--set", "nightly.evaluate=false"]  # fmt: skip
+                   "--set", "nightly.train=never", "--set", "nightly.evaluate=false",
+                   "--set", "tables.clicks=catalog:shopguard.clicks",
+                   "--set", "tables.transactions=catalog:shopguard.transactions"]  # fmt: skip
         for job, args in (("generate", ["--end-date", DAY]), ("nightly", nightly)):  # fmt: skip
             result = submit(job, *args, *common, timeout=900)
             assert result.returncode == 0, f"{job}: {result.stderr[-4000:]}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
@@ -66,8 +67,18 @@ class SparkSettings(_Section):
         return value
 
 
+# A table's location may instead be its name in the session's catalog: `catalog:<database>.<table>`.
+CATALOG_PREFIX = "catalog:"
+_PART = r"(?:[A-Za-z_][A-Za-z0-9_]*|`[^`]+`)"
+_CATALOG_NAME = re.compile(rf"{_PART}(?:\.{_PART}){{0,2}}")
+_FOLDERS = ("root", "models", "runs")  # not Delta tables: always paths
+
+
 class TableSettings(_Section):
-    """Where each table lives. Relative paths are under `root`; `root` itself is relative to the cwd."""
+    """Where each table lives. Relative paths are under `root`; `root` itself is relative to the cwd. A Delta
+    table already registered in the session's catalog (the Hive metastore with catalog.enabled, or the
+    platform's) may be given by name, `catalog:bronze.clicks`: `shopguard.catalog.Tables` looks up its
+    location once per job."""
 
     root: str = "./data"
     clicks: str = "raw/clicks"
@@ -83,9 +94,31 @@ class TableSettings(_Section):
     models: str = "models"
     runs: str = "runs"  # one JSON record per job run (not a Delta table): ./submit.sh runs
 
+    @model_validator(mode="after")
+    def _catalog_names(self) -> TableSettings:
+        for name, location in self.model_dump().items():
+            if not location.startswith(CATALOG_PREFIX):
+                continue
+            if name in _FOLDERS:
+                raise ValueError(f"tables.{name} is a folder, not a table: give a path, not {location!r}")
+            if not _CATALOG_NAME.fullmatch(location.removeprefix(CATALOG_PREFIX)):
+                raise ValueError(
+                    f"tables.{name}: {location!r} is not a table name; expected catalog:<database>.<table> "
+                    "(or <catalog>.<database>.<table>)"
+                )
+        return self
+
+    def catalog_name(self, name: str) -> str | None:
+        """The catalog name table `name` is given by, or None where it is given by a path."""
+        location: str = getattr(self, name)
+        return location.removeprefix(CATALOG_PREFIX) if location.startswith(CATALOG_PREFIX) else None
+
     def path(self, name: str) -> str:
-        """Absolute location of table `name` (a URI stays a URI)."""
+        """Absolute location of table `name` (a URI stays a URI). A table given by its catalog name has its
+        location in the catalog: `shopguard.catalog.Tables.path` looks it up."""
         location = getattr(self, name)
+        if location.startswith(CATALOG_PREFIX):
+            raise ValueError(f"tables.{name} is {location!r}: its location is looked up by Tables.path")
         if _is_uri(location) or os.path.isabs(location):
             return location
         root = self.root if _is_uri(self.root) else os.path.abspath(self.root)

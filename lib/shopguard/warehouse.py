@@ -80,10 +80,11 @@ def register_tables(spark, settings: Settings, storage) -> list[str]:  # noqa: A
         return []
     spark.sql(f"CREATE DATABASE IF NOT EXISTS `{catalog.database}`")
     registered = []
-    from shopguard.catalog import REGISTERED
+    from shopguard.catalog import REGISTERED, Tables
 
+    tables = Tables(storage, settings.tables)
     for name in REGISTERED:
-        path = settings.tables.path(name)
+        path = tables.path(name)
         if storage.exists(path):
             spark.sql(
                 f"CREATE TABLE IF NOT EXISTS `{catalog.database}`.`{name}` USING DELTA LOCATION '{path}'"

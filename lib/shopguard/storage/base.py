@@ -183,6 +183,30 @@ class DeltaStorage(ABC):
     @abstractmethod
     def partition_columns(self, path: str) -> list[str]: ...
 
+    def location_of(self, name: str) -> str:
+        """Where the Delta table registered in the session's catalog as `name` lives; StorageError naming
+        what was found where it is missing, a view or not a Delta table. The catalog, not Delta, answers,
+        so both backends look tables up the same way."""
+        catalog = self.spark.conf.get("spark.sql.catalogImplementation", "in-memory")
+        if not self.spark.catalog.tableExists(name):
+            raise StorageError(
+                f"no table {name} in the session's catalog ({catalog}); register it (CREATE TABLE {name} USING "
+                "DELTA LOCATION '...'), turn catalog.enabled on where it lives in the shared metastore, or give "
+                "its path"
+            )
+        found = {
+            r["col_name"]: r["data_type"] for r in self.spark.sql(f"DESCRIBE TABLE EXTENDED {name}").collect()
+        }
+        provider, location = (found.get("Provider") or "").lower(), found.get("Location")
+        if found.get("Type") == "VIEW" or location is None:
+            raise StorageError(f"{name} is a view, not a table: give the Delta table it reads")
+        if provider != "delta":
+            raise StorageError(
+                f"{name} is a {provider or 'Hive'} table at {location}, not a Delta table; convert it "
+                f"(CONVERT TO DELTA {name}) or give a Delta table"
+            )
+        return str(location)
+
     def _version_of(self, path: str, write_id: str) -> int:
         """The version a write committed, found by its id in the history (others may have committed since)."""
         for commit in self.history(path, limit=50):
