@@ -30,11 +30,10 @@ check_java() {
   local java="java"
   [[ -n "${JAVA_HOME:-}" ]] && java="$JAVA_HOME/bin/java"
   command -v "$java" >/dev/null 2>&1 || die "Java not found. Spark 4 needs Java 17 or newer: sudo apt-get install -y openjdk-17-jre-headless"
-  local version major
+  local version
   version="$("$java" -version 2>&1 | awk -F'"' '/version/ {print $2; exit}')"
-  major="${version%%.*}"
-  [[ "$major" == "1" ]] && major="$(echo "$version" | cut -d. -f2)"
-  [[ "$major" =~ ^[0-9]+$ && "$major" -ge 17 ]] || die "Java $version found; Spark 4 needs Java 17 or newer (set JAVA_HOME or install openjdk-17-jre-headless)"
+  # the versions shopguard runs on are written once, in Python (standard library only: no venv yet)
+  python3 "$ROOT/lib/shopguard/javaversion.py" "$version" || die "Java at $(command -v "$java") refused (above)"
   echo "Java $version"
 }
 
@@ -97,8 +96,8 @@ submit() {
 
 case "${1:-help}" in
   setup)
-    check_java
     command -v python3 >/dev/null || die "python3 not found; install Python 3.11"
+    check_java
     python3 -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))' || die "Python 3.11 or newer needed, found $(python3 --version)"
     [[ -x "$PY" ]] || python3 -m venv "$VENV"
     pip_install --upgrade pip

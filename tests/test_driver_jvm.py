@@ -9,7 +9,8 @@ from pathlib import Path
 
 from conftest import class_sources
 
-from shopguard.config import load_settings
+from shopguard import javaversion
+from shopguard.config import CHECKOUT, load_settings
 from shopguard.driverjvm import FIRST_QUERY, JAVA_OPTIONS, archive_path
 from shopguard.runtime import spark_conf
 
@@ -61,3 +62,30 @@ def test_without_an_archive_the_driver_gets_the_log_configuration_alone():
     assert "SharedArchiveFile" not in options
     assert options.startswith("-XX:+UseParallelGC -Dlog4j2.configurationFile=")
     assert "log4j2" not in spark_conf(settings, driver_jvm=False)[JAVA_OPTIONS]
+
+
+def test_java_versions_spark_predates_or_deprecates_are_refused_and_the_others_run():
+    for refused in ("11.0.22", "1.8.0_392", "25", "25.0.1", "25.0.2", "25-ea"):
+        assert javaversion.refusal(refused) is not None, refused
+    assert "25.0.3 or later" in javaversion.refusal("25.0.2")
+    assert "17 or newer" in javaversion.refusal("1.8.0_392")
+    for runs in ("17.0.15", "21.0.5", "21-ea", "25.0.3", "25.1.0", "26"):
+        assert javaversion.refusal(runs) is None, runs
+    assert javaversion.warning("26") is not None and javaversion.warning("17.0.15") is None
+
+
+def test_setup_refuses_a_java_25_before_25_0_3_before_installing_anything(tmp_path):
+    """The rule runs on the machine's python3 before any virtual environment exists."""
+    java = tmp_path / "jdk" / "bin" / "java"
+    java.parent.mkdir(parents=True)
+    java.write_text("#!/bin/sh\necho 'openjdk version \"25.0.2\" 2026-01-20 LTS' >&2\n")
+    java.chmod(0o755)
+    venv = tmp_path / "venv"
+    env = {**os.environ, "JAVA_HOME": str(tmp_path / "jdk"), "SHOPGUARD_VENV": str(venv)}
+
+    done = subprocess.run(["./submit.sh", "setup"], cwd=CHECKOUT, env=env, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Java 25.0.2: Spark 4.2 deprecates Java 25 before 25.0.3" in done.stderr
+    assert not venv.exists()

@@ -107,7 +107,27 @@ def build_spark(
         builder = builder.enableHiveSupport()
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    _check_java(spark)
     return spark
+
+
+def _check_java(spark: SparkSession) -> None:
+    """ConfigError, before the job reads or writes anything, on a JVM shopguard refuses
+    (shopguard.javaversion); JAVA_HOME may have changed since setup checked it. A warning on one Spark does
+    not name."""
+    from shopguard import javaversion
+    from shopguard.config import ConfigError
+
+    jvm: Any = spark.sparkContext._jvm
+    version = str(jvm.java.lang.System.getProperty("java.version"))
+    reason = javaversion.refusal(version)
+    if reason is not None:
+        home = jvm.java.lang.System.getProperty("java.home")
+        spark.stop()
+        raise ConfigError(f"{reason} (the driver's JVM: {home})")
+    note = javaversion.warning(version)
+    if note is not None:
+        log.warning("%s", note)
 
 
 @dataclass(frozen=True)
