@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +56,8 @@ def production(tmp_path_factory):
         for job, args in (("generate", ["--end-date", DAY]), ("nightly", nightly)):  # fmt: skip
             result = submit(job, *args, *common, timeout=900)
             assert result.returncode == 0, f"{job}: {result.stderr[-4000:]}"
+            # spark-submit passes the Python process's stderr, shopguard's log, on its stdout
+            assert "executors run Java " in result.stdout, f"{job}: its executors' Java was not checked"
         yield tables, common, cluster, settings, work
     finally:
         stop(cluster)
@@ -133,6 +138,39 @@ def test_the_executors_map_sparks_classes_from_the_archive_setup_built(productio
     row = "org.apache.spark.sql.catalyst.InternalRow"
     rows = {name: loaded[row] for name, loaded in sources.items() if row in loaded}
     assert rows and set(rows.values()) == {archive}, rows
+
+
+JAVA_CHECK = """
+import sys
+from shopguard.config import ConfigError, load_settings
+from shopguard.runtime import build_spark, check_executors_java, configure_logging
+configure_logging()
+settings = load_settings("standalone", overrides=["spark.master=" + sys.argv[1]])
+spark = build_spark(settings.spark, "shopguard-java-check", storage=settings.storage)  # the real rule: runs
+try:
+    check_executors_java(spark, refuse=lambda version: f"Java {version}: refused by the test's rule")
+except ConfigError as refused:
+    print(refused)
+    sys.exit(2)
+"""
+
+
+def test_a_java_the_rule_refuses_on_the_executors_stops_the_job_naming_them(production):
+    """The executors write the files, so their Java is checked as the driver's is (shopguard.javaversion).
+    No refused JVM is installed here: the session passes the real rule, then a rule that refuses the
+    executors' own version must stop it, naming their JVM and host."""
+    _, _, cluster, _, _ = production
+    result = subprocess.run(
+        [sys.executable, "-c", JAVA_CHECK, cluster.master_url], cwd=ROOT, capture_output=True, text=True,
+        timeout=300, env={**os.environ, "PYSPARK_PYTHON": sys.executable},
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-4000:]
+    checked = re.search(r"executors run Java (\S+): (\S+) on (\S+)", result.stderr)
+    assert checked, result.stderr[-4000:]
+    version, home, host = checked.groups()
+    assert result.stdout.strip() == (
+        f"Java {version}: refused by the test's rule (the executors' JVM: {home} on {host})"
+    )
 
 
 def test_cluster_deploy_mode_is_refused_with_the_reason():

@@ -5,9 +5,10 @@ objects a native library has pinned (JDK-8377811), which corrupted zstd-compress
 silently on Spark clusters. A silent loss is worse than a job that does not start, so those builds are
 refused; any other version from 17 on runs, with a warning where Spark does not name it.
 
-Checked twice: by `./submit.sh setup` before it installs anything (this file runs on its own there, with the
+Checked by `./submit.sh setup` before it installs anything (this file runs on its own there, with the
 machine's python3, before the virtual environment exists: standard library only), and by every job on the
-JVM its session started (`shopguard.runtime.build_spark`), since JAVA_HOME may change after setup.
+JVM its session started (`shopguard.runtime.build_spark`), since JAVA_HOME may change after setup, and on a
+cluster on its executors' JVMs too (`shopguard.runtime.check_executors_java`).
 
     python3 lib/shopguard/javaversion.py "25.0.2"    # exit 1 and the reason; exit 0 (and any warning) otherwise
 """

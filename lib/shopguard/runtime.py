@@ -108,6 +108,7 @@ def build_spark(
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     _check_java(spark)
+    check_executors_java(spark)
     return spark
 
 
@@ -128,6 +129,42 @@ def _check_java(spark: SparkSession) -> None:
     note = javaversion.warning(version)
     if note is not None:
         log.warning("%s", note)
+
+
+def check_executors_java(spark: SparkSession, refuse: Callable[[str], str | None] | None = None) -> None:
+    """On a cluster the executors run JVMs of their own, perhaps another Java than the driver's, and they
+    are the ones that write the Parquet files a refused Java may corrupt. One small job asks the JVMs that
+    run its tasks (two per core the application has, so every executor registered so far takes some) for
+    their Java: a ConfigError (exit 2), before anything is read or written, where `refuse` (by default
+    shopguard.javaversion.refusal) refuses one of them. Executors that join later are not asked. In local
+    mode the executors are the driver's JVM, checked already."""
+    from shopguard import javaversion
+    from shopguard.config import ConfigError
+
+    context = spark.sparkContext
+    if str(context.master).startswith("local"):
+        return
+    refuse = refuse or javaversion.refusal
+    tasks = 2 * max(context.defaultParallelism, 1)
+    asked = {
+        "version": "reflect('java.lang.System', 'getProperty', 'java.version')",
+        "home": "reflect('java.lang.System', 'getProperty', 'java.home')",
+        "host": "reflect('org.apache.spark.util.Utils', 'localHostName')",
+    }
+    rows = spark.range(0, tasks, 1, tasks).selectExpr(*(f"{e} AS {n}" for n, e in asked.items())).collect()
+    found: dict[tuple[str, str], set[str]] = {}
+    for row in rows:
+        found.setdefault((row.version, row.home), set()).add(row.host)
+    for (version, home), hosts in sorted(found.items()):
+        where = f"{home} on {', '.join(sorted(hosts))}"
+        reason = refuse(version)
+        if reason is not None:
+            spark.stop()
+            raise ConfigError(f"{reason} (the executors' JVM: {where})")
+        note = javaversion.warning(version)
+        if note is not None:
+            log.warning("%s (the executors' JVM: %s)", note, where)
+        log.info("executors run Java %s: %s", version, where)
 
 
 @dataclass(frozen=True)
