@@ -68,6 +68,22 @@ def test_thresholds_are_exact_quantiles_of_the_training_scores(autoencoder):
     ] == pytest.approx(99, abs=0.1)
 
 
+def test_several_batches_per_call_into_keras_train_the_same_model(autoencoder):
+    """model.steps_per_execution only saves Python round trips: one batch per call learns the same weights."""
+    trained, x = autoencoder
+    assert FAST.steps_per_execution > 1
+    one_by_one = train(
+        x, [f"u{i}" for i in range(len(x))], NAMES, FAST.model_copy(update={"steps_per_execution": 1})
+    )
+    np.testing.assert_allclose(
+        batch_scores(one_by_one.model, "autoencoder", x)[0],
+        batch_scores(trained.model, "autoencoder", x)[0],
+        rtol=1e-5,
+    )
+    for level in ("alert", "block"):
+        assert one_by_one.thresholds[level] == pytest.approx(trained.thresholds[level], rel=1e-5)
+
+
 def test_reasons_name_the_feature_that_broke_the_pattern(autoencoder):
     trained, x = autoencoder
     scores, explanation = batch_scores(trained.model, "autoencoder", x[-5:])

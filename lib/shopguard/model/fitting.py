@@ -67,7 +67,11 @@ def fit_keras(
 ) -> Any:  # keras.callbacks.History
     """Keras fit with the run's seed, early stopping on the validation loss, TensorBoard logs where asked."""
     keras.utils.set_random_seed(params.seed)
-    model.compile(optimizer=keras.optimizers.Adam(params.learning_rate), loss=loss)
+    model.compile(
+        optimizer=keras.optimizers.Adam(params.learning_rate),
+        loss=loss,
+        steps_per_execution=params.steps_per_execution,
+    )
     callbacks: list[keras.callbacks.Callback] = []
     has_val = len(x_val) > 0
     if has_val and params.early_stopping_patience:
