@@ -117,18 +117,10 @@ def _check_java(spark: SparkSession) -> None:
     (shopguard.javaversion); JAVA_HOME may have changed since setup checked it. A warning on one Spark does
     not name."""
     from shopguard import javaversion
-    from shopguard.config import ConfigError
 
     jvm: Any = spark.sparkContext._jvm
-    version = str(jvm.java.lang.System.getProperty("java.version"))
-    reason = javaversion.refusal(version)
-    if reason is not None:
-        home = jvm.java.lang.System.getProperty("java.home")
-        spark.stop()
-        raise ConfigError(f"{reason} (the driver's JVM: {home})")
-    note = javaversion.warning(version)
-    if note is not None:
-        log.warning("%s", note)
+    version, home = (str(jvm.java.lang.System.getProperty(name)) for name in ("java.version", "java.home"))
+    _judge_java(spark, version, f"the driver's JVM: {home}", javaversion.refusal)
 
 
 def check_executors_java(spark: SparkSession, refuse: Callable[[str], str | None] | None = None) -> None:
@@ -139,12 +131,10 @@ def check_executors_java(spark: SparkSession, refuse: Callable[[str], str | None
     shopguard.javaversion.refusal) refuses one of them. Executors that join later are not asked. In local
     mode the executors are the driver's JVM, checked already."""
     from shopguard import javaversion
-    from shopguard.config import ConfigError
 
     context = spark.sparkContext
     if str(context.master).startswith("local"):
         return
-    refuse = refuse or javaversion.refusal
     tasks = 2 * max(context.defaultParallelism, 1)
     asked = {
         "version": "reflect('java.lang.System', 'getProperty', 'java.version')",
@@ -157,14 +147,23 @@ def check_executors_java(spark: SparkSession, refuse: Callable[[str], str | None
         found.setdefault((row.version, row.home), set()).add(row.host)
     for (version, home), hosts in sorted(found.items()):
         where = f"{home} on {', '.join(sorted(hosts))}"
-        reason = refuse(version)
-        if reason is not None:
-            spark.stop()
-            raise ConfigError(f"{reason} (the executors' JVM: {where})")
-        note = javaversion.warning(version)
-        if note is not None:
-            log.warning("%s (the executors' JVM: %s)", note, where)
+        _judge_java(spark, version, f"the executors' JVM: {where}", refuse or javaversion.refusal)
         log.info("executors run Java %s: %s", version, where)
+
+
+def _judge_java(spark: SparkSession, version: str, jvm: str, refuse: Callable[[str], str | None]) -> None:
+    """The one verdict on a JVM's Java (`jvm` says which): the session stopped and a ConfigError where
+    `refuse` refuses it, a warning where Spark does not name it."""
+    from shopguard import javaversion
+    from shopguard.config import ConfigError
+
+    reason = refuse(version)
+    if reason is not None:
+        spark.stop()
+        raise ConfigError(f"{reason} ({jvm})")
+    note = javaversion.warning(version)
+    if note is not None:
+        log.warning("%s (%s)", note, jvm)
 
 
 @dataclass(frozen=True)
