@@ -77,10 +77,11 @@ def run(tables: Tables, settings: Settings, run: RunInfo, day: date, key: bytes 
     if not profile:
         log.warning("night %s: the champion %s was trained before models kept a feature profile: no feature "
                     "drift is measured until a newer model is promoted", day, deciding)  # fmt: skip
-    today = monitoring.spark_bin_shares(
-        tables.on("features", day), {n: p["edges"] for n, p in profile.items()}
-    )
-    drift = monitoring.feature_drift(profile, today)
+    with clock("drift"):  # before training: drift may call for a challenger
+        today = monitoring.spark_bin_shares(
+            tables.on("features", day), {n: p["edges"] for n, p in profile.items()}
+        )
+        drift = monitoring.feature_drift(profile, today)
     night = Night(day, deciding, challenger=_challenger(root, deciding))
     if _train_due(settings, day, drift) and not any(m.step == "train" for m in clock.measures):
         with clock("train"):
