@@ -93,7 +93,7 @@ def main() -> None:
     tables, scorers = [], {}  # model version: (mode, model seed)
     for mode in MODES:
         for seed in seeds:
-            table, run = f"scores_{mode}_{seed}", f"{mode} {seed}"
+            table, run = scores_table(mode, seed), f"{mode} {seed}"
             step(f"train {run}", job("train"), ["--date", DAY.isoformat(), "--mode", mode, *common,
                                                 "--set", f"model.seed={seed}"])  # fmt: skip
             version = sorted(p.name for p in (Path(args.root) / "models").iterdir() if mode in p.name)[-1]
@@ -109,6 +109,11 @@ def main() -> None:
     spark.stop()
 
 
+def scores_table(mode: str, seed: int) -> str:
+    """Where one training's scores go: each mode and model seed scores into a table of its own."""
+    return f"scores_{mode}_{seed}"
+
+
 def _print_table(
     spark, root: str, report: Path, timings: dict[str, float], scorers: dict[str, tuple[str, int]]
 ) -> None:
@@ -119,8 +124,8 @@ def _print_table(
 
     rows = open_storage(spark).read(f"{root}/evaluations", where=[("snapshot_date", "=", DAY)]).toPandas()
     rows = rows[rows.run_id == rows.sort_values("evaluated_at").run_id.iloc[-1]]  # this run's evaluation
-    rows["scorer"] = rows.model_version.map(lambda version: scorers.get(version, (version, None))[0])
-    rows["model_seed"] = rows.model_version.map(lambda version: scorers.get(version, (version, None))[1])
+    who = rows.model_version.map(lambda version: scorers.get(version, (version, None)))  # baselines: no seed
+    rows["scorer"], rows["model_seed"] = who.str[0], who.str[1]
     overall = rows[rows.anomaly_type == "all"].pivot_table(index="scorer", columns="metric", values="value")
     table = overall[["roc_auc", "pr_auc", "recall@budget_0.01"]].copy()
     pr_aucs = rows[(rows.anomaly_type == "all") & (rows.metric == "pr_auc")].groupby("scorer").value
@@ -172,7 +177,7 @@ def _print_wholesale(spark, root: str, seeds: list[int]) -> None:
     print("legitimate wholesale buyers (held-out, normal): share alerted, beside all held-out normal users")
     for mode in MODES:
         scores = pd.concat(
-            storage.read(f"{root}/scores_{mode}_{seed}", where=[("score_date", "=", DAY)]).toPandas()
+            storage.read(f"{root}/{scores_table(mode, seed)}", where=[("score_date", "=", DAY)]).toPandas()
             for seed in seeds
         )  # every training's scores: the shares are means over them
         scores = scores[holdout_mask(scores.user_id.to_numpy(), 0.5) & ~scores.user_id.isin(truth)]
