@@ -1,6 +1,6 @@
 """Speed of every nightly step, each against a single-node reference measured in the same run.
 
-    .venv/bin/python bench/speed.py                          # 1M, 3M and 10M events (~45 min on 2 cores)
+    .venv/bin/python bench/speed.py                          # 1M, 3M and 10M events (~50 min on 2 cores)
     .venv/bin/python bench/speed.py --sizes 1M --runs 2 --json speed.json
 
 Per size (events over 30 days; ~92 events per user), the data is generated once under --root and kept
@@ -20,10 +20,16 @@ References, each its own process over the same inputs:
   job's users per second over the direct call's;
 * generate and evaluate have none.
 
+Then the night as it is scheduled: `./submit.sh nightly --train never` (features, the drift measure, score,
+evaluate and monitoring in one Spark application; the champion is the train step's model, the newest),
+beside the sum of the separate features, score and evaluate jobs' medians; its steps' seconds come from
+its log.
+
 Prints a Markdown table (seconds, reference, ratio, microseconds per event, peak MiB) and writes --json
 FILE: {"<size>": {"<step>": {"seconds", "reference_seconds", "ratio", "peak_rss_mib", "rows", "runs",
-"reference_runs"[, "scoring_stage"]}}}. The model mode is pinned to autoencoder so that job and reference
-train the same thing. DuckDB is a dev dependency.
+"reference_runs"[, "scoring_stage"]}}}, and for "nightly" "separate_jobs_seconds" and "steps" instead of a
+reference. The model mode is pinned to autoencoder so that job and reference train the same thing. DuckDB
+is a dev dependency.
 """
 
 from __future__ import annotations
@@ -320,6 +326,7 @@ def table_rows(path: Path) -> int:
 
 
 _SCORED = re.compile(r"scored (\d+) users of \S+ with \S+ in ([\d.]+) s")
+_NIGHT_STEP = re.compile(r"night \S+: ([\w ]+) done in ([\d.]+) s")
 
 
 def run_size(events: int, root: Path, log: Path, runs: int = 1) -> dict[str, dict[str, Any]]:
@@ -362,7 +369,27 @@ def run_size(events: int, root: Path, log: Path, runs: int = 1) -> dict[str, dic
             }  # fmt: skip
         if step == "features":
             out[step]["check"] = compare_features(root)
+    out["nightly"] = nightly(root, log, runs, events_in)
+    out["nightly"]["separate_jobs_seconds"] = round(sum(out[s]["seconds"] for s in SEPARATE_JOBS), 1)
     return out
+
+
+SEPARATE_JOBS = ("features", "score", "evaluate")  # what one night does besides drift and monitoring
+
+
+def nightly(root: Path, log: Path, runs: int, events: int) -> dict[str, Any]:
+    """The night in one application, as scheduled; no training (the train step's model is the champion)."""
+    timed, peaks, steps = [], [], []
+    for _ in range(runs):
+        seconds, peak, printed = measured(
+            job("nightly", root, "--date", DAY.isoformat(), "--train", "never"), log
+        )
+        timed.append(seconds)
+        peaks.append(peak)
+        steps.append({name: float(s) for name, s in _NIGHT_STEP.findall(printed)})
+    return {"seconds": round(statistics.median(timed), 1), "peak_rss_mib": round(max(peaks)), "rows": events,
+            "reference_seconds": None, "ratio": None, "runs": [round(t, 1) for t in timed],
+            "steps": {name: round(statistics.median(run[name] for run in steps), 1) for name in steps[0]}}  # fmt: skip
 
 
 def markdown(results: dict[str, dict[str, dict[str, Any]]]) -> str:
@@ -400,6 +427,9 @@ def main(argv: list[str] | None = None) -> None:
     print(markdown(results))
     for size, steps in results.items():
         print(f"{size}: {steps['features'].get('check', '')}")
+        night = steps["nightly"]
+        print(f"{size}: nightly in one application {night['seconds']} s against {night['separate_jobs_seconds']} s "
+              f"for the separate {', '.join(SEPARATE_JOBS)} jobs; its steps (s): {json.dumps(night['steps'])}")  # fmt: skip
         if "scoring_stage" in steps["score"]:
             stage = steps["score"]["scoring_stage"]
             print(

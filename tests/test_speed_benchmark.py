@@ -65,3 +65,25 @@ def test_events_are_counted_in_the_tables_current_version_not_summed_over_its_co
     write_deltalake(str(path), pa.table({"user_id": ["u1", "u2", "u3"]}), mode="overwrite")
     write_deltalake(str(path), pa.table({"user_id": ["u1", "u2"]}), mode="overwrite")
     assert speed.table_rows(path) == 2
+
+
+def test_the_nightly_steps_seconds_are_read_from_the_lines_the_night_logs(speed, caplog):
+    """The bench times the night's steps from its log: the parser must read what the night's clock writes."""
+    import datetime as dt
+    import logging
+
+    from shopguard.steps.nightly import _Clock
+
+    clock = _Clock(dt.date(2026, 11, 22))
+    logger = logging.getLogger("shopguard.nightly")
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="shopguard.nightly"):
+            for step in ("features", "shadow score"):
+                with clock(step):
+                    pass
+    finally:
+        logger.removeHandler(caplog.handler)
+    found = dict(speed._NIGHT_STEP.findall(caplog.text))
+    assert set(found) == {"features", "shadow score"}
+    assert [float(s) for s in found.values()] == [round(m.value, 1) for m in clock.measures]
