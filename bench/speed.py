@@ -49,7 +49,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 DAY = date(2026, 11, 22)
 EVENTS_PER_USER = 92  # clicks + orders per user over 30 days, as the generator makes them (measured)
-STEPS = ("generate", "features", "train", "score", "evaluate")
+STEPS = ("generate", "features", "train", "score", "evaluate", "nightly")
+# The night as scheduled, without training: the train step's model, the newest, is the champion.
+STEP_ARGS = {"nightly": ("--train", "never")}
+SEPARATE_JOBS = ("features", "score", "evaluate")  # what one night does besides drift and monitoring
 
 
 def parse_size(text: str) -> int:
@@ -343,9 +346,11 @@ def run_size(events: int, root: Path, log: Path, runs: int = 1) -> dict[str, dic
     out["generate"] = {**json.loads(generated.read_text()), "rows": events_in, "reference_seconds": None,
                        "ratio": None}  # fmt: skip
     for step in STEPS[1:]:
-        timed, refs, peaks, stages = [], [], [], []
+        timed, refs, peaks, stages, night_steps = [], [], [], [], []
         for _ in range(runs):
-            seconds, peak, printed = measured(job(step, root, "--date", DAY.isoformat()), log)
+            seconds, peak, printed = measured(
+                job(step, root, "--date", DAY.isoformat(), *STEP_ARGS.get(step, ())), log
+            )
             timed.append(seconds)
             peaks.append(peak)
             if step in REFERENCES:
@@ -356,6 +361,8 @@ def run_size(events: int, root: Path, log: Path, runs: int = 1) -> dict[str, dic
                 direct = json.loads(ref_printed.strip().splitlines()[-1])
                 if scored:
                     stages.append((int(scored[1]), float(scored[2]), direct["scoring_seconds"]))
+            if step == "nightly":  # its steps' seconds, from the lines its clock writes
+                night_steps.append({name: float(s) for name, s in _NIGHT_STEP.findall(printed)})
         seconds, ref = statistics.median(timed), statistics.median(refs) if refs else None
         out[step] = {"seconds": round(seconds, 1), "peak_rss_mib": round(max(peaks)), "rows": events_in,
                      "reference_seconds": None if ref is None else round(ref, 1),
@@ -369,27 +376,11 @@ def run_size(events: int, root: Path, log: Path, runs: int = 1) -> dict[str, dic
             }  # fmt: skip
         if step == "features":
             out[step]["check"] = compare_features(root)
-    out["nightly"] = nightly(root, log, runs, events_in)
-    out["nightly"]["separate_jobs_seconds"] = round(sum(out[s]["seconds"] for s in SEPARATE_JOBS), 1)
+        if night_steps:
+            out[step]["steps"] = {name: round(statistics.median(n[name] for n in night_steps), 1)
+                                  for name in night_steps[0]}  # fmt: skip
+            out[step]["separate_jobs_seconds"] = round(sum(out[s]["seconds"] for s in SEPARATE_JOBS), 1)
     return out
-
-
-SEPARATE_JOBS = ("features", "score", "evaluate")  # what one night does besides drift and monitoring
-
-
-def nightly(root: Path, log: Path, runs: int, events: int) -> dict[str, Any]:
-    """The night in one application, as scheduled; no training (the train step's model is the champion)."""
-    timed, peaks, steps = [], [], []
-    for _ in range(runs):
-        seconds, peak, printed = measured(
-            job("nightly", root, "--date", DAY.isoformat(), "--train", "never"), log
-        )
-        timed.append(seconds)
-        peaks.append(peak)
-        steps.append({name: float(s) for name, s in _NIGHT_STEP.findall(printed)})
-    return {"seconds": round(statistics.median(timed), 1), "peak_rss_mib": round(max(peaks)), "rows": events,
-            "reference_seconds": None, "ratio": None, "runs": [round(t, 1) for t in timed],
-            "steps": {name: round(statistics.median(run[name] for run in steps), 1) for name in steps[0]}}  # fmt: skip
 
 
 def markdown(results: dict[str, dict[str, dict[str, Any]]]) -> str:
