@@ -204,23 +204,41 @@ def stop_server(state_dir: Path) -> None:
     _stop(state_dir / "thriftserver.pid")
 
 
-def beeline(port: int, sql: str, timeout: float = 180.0) -> list[list[str]]:
-    """Run one statement over JDBC with pyspark's own beeline; rows as lists of strings, header first."""
+# Selected after each statement by `beeline`: its header and its value, two lines no result can hold, end
+# each statement's rows in tsv2 output, which has no separator of its own.
+_END_OF_RESULT = "shopguard_end_of_result"
+
+
+def beeline(port: int, *statements: str, timeout: float = 180.0) -> list[list[list[str]]]:
+    """Run statements over JDBC with pyspark's own beeline, all in one beeline process (a JVM each costs
+    seconds): per statement, its rows as lists of strings, header first."""
     from shopguard.cluster import spark_home
 
+    marker = f"SELECT '{_END_OF_RESULT}' AS {_END_OF_RESULT}"
+    script = " ".join(f"{s.strip().rstrip(';')}; {marker};" for s in statements)
     result = subprocess.run(
         [str(spark_home() / "bin" / "beeline"), "-u", f"jdbc:hive2://127.0.0.1:{port}", "--silent=true",
-         "--showHeader=true", "--outputformat=tsv2", "-e", sql],
+         "--showHeader=true", "--outputformat=tsv2", "-e", script],
         capture_output=True, text=True, timeout=timeout, env={**os.environ, "SPARK_HOME": str(spark_home())},
     )  # fmt: skip
     if result.returncode != 0 or "Error:" in result.stderr:
         raise WarehouseError(f"beeline failed ({result.returncode}): {result.stderr[-2000:]}")
     # tsv2: tab-separated, unquoted (arrays print as JSON, with commas inside); beeline prints its prompt
-    # ("0: jdbc:hive2://...> ") in front of the header
+    # ("0: jdbc:hive2://...> ") in front of the first header
     lines = [
         re.sub(r"^\d+: jdbc:hive2://\S+> ", "", line) for line in result.stdout.splitlines() if line.strip()
     ]
-    return [line.split("\t") for line in lines]
+    results: list[list[list[str]]] = [[]]
+    rows = iter(lines)
+    for line in rows:
+        if line == _END_OF_RESULT:  # the marker's header; its value follows
+            next(rows, None)
+            results.append([])
+        else:
+            results[-1].append(line.split("\t"))
+    if len(results) != len(statements) + 1 or results[-1]:
+        raise WarehouseError(f"beeline printed {len(results) - 1} results for {len(statements)} statements")
+    return results[:-1]
 
 
 def main(argv: list[str]) -> int:
