@@ -204,14 +204,15 @@ def stop_server(state_dir: Path) -> None:
     _stop(state_dir / "thriftserver.pid")
 
 
-# Selected after each statement by `beeline`: its header and its value, two lines no result can hold, end
-# each statement's rows in tsv2 output, which has no separator of its own.
+# What `beeline` selects after each statement, as column name and value: tsv2 output has no separator
+# between one statement's rows and the next's, so these two lines mark where each result ends.
 _END_OF_RESULT = "shopguard_end_of_result"
 
 
 def beeline(port: int, *statements: str, timeout: float = 180.0) -> list[list[list[str]]]:
     """Run statements over JDBC with pyspark's own beeline, all in one beeline process (a JVM each costs
-    seconds): per statement, its rows as lists of strings, header first."""
+    seconds): per statement, its rows as lists of strings, header first. Each statement is one SQL
+    statement, its trailing semicolon optional, without a `--` comment on its last line."""
     from shopguard.cluster import spark_home
 
     marker = f"SELECT '{_END_OF_RESULT}' AS {_END_OF_RESULT}"
