@@ -212,7 +212,8 @@ _END_OF_RESULT = "shopguard_end_of_result"
 def beeline(port: int, *statements: str, timeout: float = 180.0) -> list[list[list[str]]]:
     """Run statements over JDBC with pyspark's own beeline, all in one beeline process (a JVM each costs
     seconds): per statement, its rows as lists of strings, header first. Each statement is one SQL
-    statement, its trailing semicolon optional, without a `--` comment on its last line."""
+    statement, its trailing semicolon optional, without `--` comments: beeline's `-e` silently drops
+    whatever follows one (measured), which the count of results here turns into a WarehouseError."""
     from shopguard.cluster import spark_home
 
     marker = f"SELECT '{_END_OF_RESULT}' AS {_END_OF_RESULT}"
