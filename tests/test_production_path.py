@@ -20,7 +20,7 @@ from deltalake import DeltaTable
 
 from shopguard.cluster import start, stop
 from shopguard.config import load_settings
-from shopguard.warehouse import beeline, metastore_down, metastore_up, serve, stop_server
+from shopguard.warehouse import WarehouseError, beeline, metastore_down, metastore_up, serve, stop_server
 
 pytestmark = pytest.mark.e2e
 YESTERDAY = str(dt.date.fromisoformat(DAY) - dt.timedelta(days=1))
@@ -201,6 +201,9 @@ def test_analysts_documented_queries_answer_over_the_thrift_server(production):
         statements = [sql.replace("u00000042", user) for sql in queries.values()]
         tables_listed, *answered = beeline(THRIFT_PORT, "SHOW TABLES IN shopguard", *statements)
         answers = dict(zip(queries, answered, strict=True))
+        # beeline's -e runs nothing after a -- comment and still exits 0: refused, never answered short
+        with pytest.raises(WarehouseError, match="printed 0 results for 2 statements"):
+            beeline(THRIFT_PORT, "SELECT 1 AS a -- a note", "SELECT 2 AS b")
     finally:
         stop_server(work / "thrift")
 
