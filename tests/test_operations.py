@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import logging
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -202,6 +203,51 @@ def test_an_input_given_by_a_catalog_name_that_is_no_delta_table_there_fails_nam
                    "--set", f"tables.clicks=catalog:{name}")  # fmt: skip
         assert code == ExitCode.INPUT and says in last_error(caplog), last_error(caplog)
     assert not (tmp_path / "features").exists() and not (tmp_path / "quarantine").exists()
+
+
+def test_a_table_registered_at_another_location_stops_the_job_before_it_writes(spark, tiny, tmp_path, caplog):
+    root, *_, settings = tiny
+    # the lake moved to a new root; the catalog database still holds the old location of the features
+    moved = tmp_path / "moved"
+    shutil.copytree(root / "features", moved / "features")
+    spark.sql(f"CREATE DATABASE sg_moved LOCATION '{tmp_path}/sg_moved.db'")
+    try:
+        spark.sql(f"CREATE TABLE sg_moved.features USING DELTA LOCATION '{root}/features'")
+        catalog = ["--set", f"tables.root={moved}", "--set", "catalog.enabled=true",
+                   "--set", "catalog.database=sg_moved"]  # fmt: skip
+        version = DeltaTable(str(moved / "features")).version()
+
+        code = run("features", "--date", DAY, *settings, *catalog)
+
+        assert code == ExitCode.USAGE, last_error(caplog)
+        line = last_error(caplog)
+        assert (
+            f"CatalogConflictError: sg_moved.features is registered at file:{root}/features, not at {moved}/features"
+            in line
+        )
+        assert "SET LOCATION" in line and "catalog.database" in line
+        assert DeltaTable(str(moved / "features")).version() == version
+        assert not (moved / "quarantine").exists()
+
+        # the fix the line names: the entry re-pointed, the job runs and registers its inputs and outputs
+        spark.sql(f"ALTER TABLE sg_moved.features SET LOCATION '{moved}/features'")
+        assert run("features", "--date", DAY, *settings, *catalog) == ExitCode.OK
+        registered = {r.tableName for r in spark.sql("SHOW TABLES IN sg_moved").collect()}
+        assert registered == {"clicks", "transactions", "features", "quarantine"}
+        day = [("snapshot_date", "=", DAY)]
+        for table in ("features", "quarantine"):
+            counted = spark.sql(
+                f"SELECT count(*) FROM sg_moved.{table} WHERE snapshot_date = '{DAY}'"
+            ).first()[0]
+            assert counted == len(DeltaTable(str(moved / table)).to_pandas(partitions=day))
+
+        # an output given by its catalog name is written where the catalog says
+        version = DeltaTable(str(moved / "features")).version()
+        by_name = ["--set", "tables.features=catalog:sg_moved.features"]
+        assert run("features", "--date", DAY, *settings, *catalog, *by_name) == ExitCode.OK
+        assert DeltaTable(str(moved / "features")).version() == version + 1
+    finally:
+        spark.sql("DROP DATABASE sg_moved CASCADE")
 
 
 WINDOW = (dt.date.fromisoformat(DAY) - dt.timedelta(days=2), dt.date.fromisoformat(DAY))

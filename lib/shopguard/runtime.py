@@ -268,6 +268,10 @@ def spark_job(
         storage = open_storage(spark, settings.storage.backend, settings.storage.storage_options)
         log.info("%s started: run %s%s, profile %s, master %s, storage %s", job, run.run_id,
                  f", date {day}" if day else "", settings.profile, spark.sparkContext.master, storage.name)  # fmt: skip
+        if settings.catalog.enabled:
+            from shopguard.warehouse import check_registrations
+
+            check_registrations(spark, settings, storage)  # before anything is written
         yield spark, storage, run
         _register(spark, settings, storage)
     except BaseException as exc:
