@@ -24,7 +24,7 @@ from shopguard.config import ColumnSettings
 from shopguard.errors import ExitCode
 from shopguard.inputs import read_window
 from shopguard.runtime import StageProgress, run_job
-from shopguard.storage import DAMAGED_LOG_ADVICE
+from shopguard.storage import DAMAGED_LOG_ADVICE, open_storage
 from shopguard.synthetic import SyntheticSpec, split_records, synthetic_records
 
 JOBS = ("generate", "features", "train", "score", "summary", "evaluate", "label", "maintenance")
@@ -333,8 +333,11 @@ def test_an_unpartitioned_input_is_read_through_the_files_whose_statistics_hold_
     if layout == "dated by its time alone":
         daily = [rows.drop("event_date") for rows in daily]
         undated = undated.drop("event_date").withColumn("event_time", F.lit(None).cast("timestamp"))
-    for rows in [*daily, undated]:  # a file a day, then one of undated rows
-        rows.coalesce(1).write.format("delta").mode("append").save(path)
+    # a file a day, then one of undated rows, by the backend under test (delta-rs cannot write to a
+    # clustered table: the platform's writer does)
+    writer = open_storage(spark, "delta-spark") if layout == "liquid-clustered" else storage
+    for rows in [*daily, undated]:
+        writer.write(rows.coalesce(1), path, mode="append")
 
     clustered = "clustering" in (DeltaTable(path).protocol().writer_features or [])
     assert clustered == (layout == "liquid-clustered")

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import threading
 
+import pyarrow as pa
 import pytest
 from conftest import plant_uncommitted_file, wait_for
 from deltalake import DeltaTable, write_deltalake
@@ -77,6 +79,65 @@ def test_read_prunes_partitions_and_reads_old_versions(spark, storage, tmp_path)
         storage.read(path, where=[("colour", "=", "red")])
 
 
+def test_a_write_records_each_files_rows_and_ranges_so_any_reader_skips_files(spark, storage, tmp_path):
+    """Delta's per-file statistics, which the delta-rs bridge reads from the files' Parquet footers: other
+    readers (here delta-spark and delta-rs) skip the files whose range lies outside a filter, and count
+    rows from the log alone."""
+    path = str(tmp_path / "t")
+    storage.write(rows(spark, [("a", 1.0, AT, D1), ("b", 2.0, None, D1)]).coalesce(1), path, mode="append")
+    storage.write(rows(spark, [("c", 7.0, AT, D2)]).coalesce(1), path, mode="append")
+
+    actions = pa.table(DeltaTable(path).get_add_actions(flatten=True)).sort_by("num_records").to_pylist()
+    assert [(a["num_records"], a["min.score"], a["max.score"], a["null_count.at"]) for a in actions] == [
+        (1, 7.0, 7.0, 0),
+        (2, 1.0, 2.0, 1),
+    ]
+    delta = spark.read.format("delta").load(path)
+    assert len(delta.where("score > 5").inputFiles()) == 1
+    assert len(delta.where("user_id = 'z'").inputFiles()) == 0
+    assert "LocalTableScan" in delta.groupBy().count()._jdf.queryExecution().executedPlan().toString()
+    assert [r.user_id for r in storage.read(path, where=[("score", ">", 5.0)]).collect()] == ["c"]
+
+
+def test_the_bridge_records_the_statistics_delta_spark_records_but_where_they_would_be_inexact(
+    spark, tmp_path
+):
+    """Every type the tables use, nested fields and nulls. The differences: where delta-spark's figure needs
+    its own reader's rules (a float's NaN maximum, a long string's truncated maximum, a time's maximum
+    truncated to the millisecond, which the bridge rounds up instead), and a list's nulls, which a Parquet
+    footer counts together with its items' nulls."""
+    schema = "id string, n int, big long, f double, at timestamp, local timestamp_ntz, day date, ok boolean, " \
+             "long string, items array<int>, pair struct<a:string,b:int>"  # fmt: skip
+    data = [
+        ("u1", 3, 2**40, 1.5, dt.datetime(2026, 11, 22, 10, 0, 0, 123456), dt.datetime(2026, 11, 22, 10),
+         D1, True, "x" * 40, [1, None], ("a", 1)),
+        ("u2", None, -1, float("nan"), None, None, D2, None, None, None, None),
+        ("u3", -7, 0, -2.0, AT, AT, D1, False, "short", [], ("b", None)),
+    ]  # fmt: skip
+    df = spark.createDataFrame(data, schema).coalesce(1)
+    found = {}
+    for backend in ("delta-spark", "delta-rs"):
+        open_storage(spark, backend).write(df, str(tmp_path / backend), mode="overwrite")
+        (add,) = [a for a in _log_actions(tmp_path / backend) if "add" in a]
+        found[backend] = json.loads(add["add"]["stats"])
+
+    expected = found["delta-spark"]
+    assert expected["maxValues"].pop("f") == "NaN"
+    assert expected["maxValues"].pop("long").startswith("x" * 32)
+    assert expected["maxValues"]["at"] == "2026-11-22T10:00:00.123Z"
+    expected["maxValues"]["at"] = "2026-11-22T10:00:00.124Z"
+    assert expected["nullCount"].pop("items") == 1
+    assert found["delta-rs"] == expected
+
+
+def _log_actions(table) -> list[dict]:
+    return [
+        json.loads(line)
+        for f in sorted(table.glob("_delta_log/*.json"))
+        for line in f.read_text().splitlines()
+    ]
+
+
 def test_a_read_keeps_the_null_partition_only_where_a_clause_asks_for_it(spark, storage, tmp_path):
     path = str(tmp_path / "t")
     storage.write(rows(spark, [("a", 1.0, AT, D1), ("b", 2.0, AT, None), ("c", 3.0, AT, D2)]), path,
@@ -148,6 +209,24 @@ def test_a_write_that_would_break_a_tables_constraint_commits_nothing(spark, sto
     assert classify(refused.value)[0] == ExitCode.INPUT
     assert storage.version(path) == 1
     assert [r.user_id for r in storage.read(path).collect()] == ["a"]
+
+
+def test_a_write_to_a_liquid_clustered_table_is_refused_by_name_on_delta_rs_not_called_a_conflict(
+    spark, storage, tmp_path
+):
+    path = str(tmp_path / "t")
+    spark.sql(f"CREATE TABLE delta.`{path}` (user_id STRING, score DOUBLE, at TIMESTAMP, day DATE) "
+              "USING delta CLUSTER BY (day)")  # fmt: skip
+    df = rows(spark, [("a", 1.0, AT, D1)])
+
+    if storage.name == "delta-spark":
+        assert storage.write(df, path, mode="append") == 1
+        return
+    with pytest.raises(StorageError, match="ClusteredTable.* Use the delta-spark backend") as refused:
+        storage.write(df, path, mode="append")
+    assert classify(refused.value)[0] == ExitCode.INPUT  # before: a conflict, exit 4, "rerun the job"
+    assert storage.version(path) == 0
+    assert not [p for p in (tmp_path / "t").rglob("*.parquet")]
 
 
 def test_replacing_a_partition_is_one_commit_and_leaves_other_partitions(spark, storage, tmp_path):

@@ -10,6 +10,7 @@ import re
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from functools import partial
 from typing import Any
@@ -34,6 +35,7 @@ from shopguard.storage.base import (
     pause_before_commit,
     replace_id,
 )
+from shopguard.storage.file_statistics import delta_statistics
 from shopguard.storage.predicates import (
     IS_NULL,
     Clause,
@@ -55,6 +57,12 @@ _DAMAGED_LOG = re.compile(
     r"[^\n]*(?:Json error|Parquet error|Arrow error|Invalid Checkpoint|No table metadata or protocol"
     r"|contiguous commit)[^\n]*"
 )
+
+# delta-rs refusing, at the commit, a table whose writer features it lacks
+_UNSUPPORTED_FEATURES = re.compile(r"Unsupported table features required: \[([^\]]*)\]")
+
+# footers read at once after a write (each a round trip on an object store)
+_FOOTER_READERS = 8
 
 # the log's commit files and checkpoints (single or multi-part, classic or v2), named by their version
 _COMMIT_FILE = re.compile(r"(\d{20})\.json")
@@ -223,13 +231,16 @@ class DeltaRsStorage(DeltaStorage):
         columns = check_write(df, mode, partition_by, replace_where)
 
         exists = self.exists(path)
+        configuration: dict[str, str] = {}
         if exists:
-            _refuse_unhonoured(path, self._table(path), writing=True)
+            current = self._table(path)
+            _refuse_unhonoured(path, current, writing=True)
+            configuration = current.metadata().configuration or {}
             self.check_schema(df, path, columns)
-            df = df.select(*self.schema(path).fieldNames())  # the table's column order
+            df = df.select(*self._spark_schema(current).fieldNames())  # the table's column order
 
         write_id = f"w-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
-        write_dir, actions = self._write_files(df, path, write_id, columns)
+        write_dir, actions = self._write_files(df, path, write_id, columns, configuration)
 
         if replace_where is not None:
             stray = sorted({tuple(sorted(a[3].items())) for a in actions if not matches(a[3], replace_where)})
@@ -248,6 +259,13 @@ class DeltaRsStorage(DeltaStorage):
                          commit_json(commit_info, write_id))  # fmt: skip
         except CommitFailedError as exc:
             self._delete(write_dir)
+            if unsupported := _UNSUPPORTED_FEATURES.search(str(exc)):
+                # no rerun helps (before: reported as a conflict, exit 4, "rerun the job")
+                raise StorageError(
+                    f"{path} uses Delta table features delta-rs cannot write ({unsupported[1]}, liquid "
+                    "clustering say); nothing was committed. Use the delta-spark backend (storage.backend: "
+                    "delta-spark)"
+                ) from exc
             raise ConcurrentWriteError(
                 f"another job committed a conflicting change to {path} first; this write ({write_id}) was "
                 f"not committed and the table is unchanged by it. Rerun the job. ({exc})"
@@ -255,10 +273,10 @@ class DeltaRsStorage(DeltaStorage):
         return self._version_of(path, write_id)
 
     def _write_files(
-        self, df: DataFrame, path: str, write_id: str, columns: list[str]
-    ) -> tuple[str, list[tuple[str, int, int, dict[str, str | None]]]]:
+        self, df: DataFrame, path: str, write_id: str, columns: list[str], configuration: dict[str, str]
+    ) -> tuple[str, list[tuple[str, int, int, dict[str, str | None], str]]]:
         """Spark writes the Parquet files into a folder of this write's own; returns it and, per file, what
-        its add action needs (path in the table, size, time, partition values)."""
+        its add action needs (path in the table, size, time, partition values, statistics)."""
         write_dir = f"{path.rstrip('/')}/{write_id}"
         writer = df.write.mode("errorifexists")
         if columns:
@@ -271,7 +289,23 @@ class DeltaRsStorage(DeltaStorage):
             if set(values) != set(columns):
                 raise StorageError(f"written file {file_path} is not in folders of partitions {columns}")
             actions.append((relative, size, modified, {c: values[c] for c in columns}))
-        return write_dir, actions
+        statistics = self._statistics(path, [a[0] for a in actions], configuration)
+        return write_dir, [(*a, stats) for a, stats in zip(actions, statistics, strict=True)]
+
+    def _statistics(self, path: str, relatives: list[str], configuration: dict[str, str]) -> list[str]:
+        """Each written file's Delta statistics, from its Parquet footer: one small read per file, a few at
+        once (on object stores each read is a round trip)."""
+        import pyarrow.parquet as pq
+        from deltalake.fs import DeltaStorageHandler
+
+        store = DeltaStorageHandler(_rs_uri(path), self.storage_options or None)
+
+        def of(relative: str) -> str:
+            with store.open_input_file(relative) as file:
+                return delta_statistics(pq.read_metadata(file), configuration)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(_FOOTER_READERS, len(relatives)))) as pool:
+            return list(pool.map(of, relatives))
 
     def _commit(
         self,
@@ -389,10 +423,12 @@ class DeltaRsStorage(DeltaStorage):
                     fs.delete(status.getPath(), True)
 
 
-def _add_action(relative: str, size: int, modified_ms: int, partition_values: dict[str, str | None]) -> Any:
+def _add_action(
+    relative: str, size: int, modified_ms: int, partition_values: dict[str, str | None], stats: str
+) -> Any:
     from deltalake.transaction import AddAction
 
-    return AddAction(relative, size, partition_values, modified_ms, True, None)  # type: ignore[arg-type]
+    return AddAction(relative, size, partition_values, modified_ms, True, stats)
 
 
 def _refuse_unhonoured(path: str, table: Any, *, writing: bool) -> None:
