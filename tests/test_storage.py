@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 from conftest import plant_uncommitted_file, wait_for
 from deltalake import DeltaTable, write_deltalake
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
 
@@ -105,7 +106,8 @@ def test_the_bridge_records_the_statistics_delta_spark_records_but_where_they_wo
     """Every type the tables use, nested fields and nulls. The differences: where delta-spark's figure needs
     its own reader's rules (a float's NaN maximum, a long string's truncated maximum, a time's maximum
     truncated to the millisecond, which the bridge rounds up instead), and a list's nulls, which a Parquet
-    footer counts together with its items' nulls."""
+    footer counts together with its items' nulls. Past Delta's first 32 leaf columns (a partition column
+    not among them), none."""
     schema = "id string, n int, big long, f double, at timestamp, local timestamp_ntz, day date, ok boolean, " \
              "long string, items array<int>, pair struct<a:string,b:int>"  # fmt: skip
     data = [
@@ -114,10 +116,13 @@ def test_the_bridge_records_the_statistics_delta_spark_records_but_where_they_wo
         ("u2", None, -1, float("nan"), None, None, D2, None, None, None, None),
         ("u3", -7, 0, -2.0, AT, AT, D1, False, "short", [], ("b", None)),
     ]  # fmt: skip
-    df = spark.createDataFrame(data, schema).coalesce(1)
+    df = spark.createDataFrame(data, schema).select("*", *(F.lit(i).alias(f"c{i}") for i in range(25)))
+    df = df.withColumn("part", F.lit("p")).coalesce(1)
     found = {}
     for backend in ("delta-spark", "delta-rs"):
-        open_storage(spark, backend).write(df, str(tmp_path / backend), mode="overwrite")
+        open_storage(spark, backend).write(
+            df, str(tmp_path / backend), mode="overwrite", partition_by=["part"]
+        )
         (add,) = [a for a in _log_actions(tmp_path / backend) if "add" in a]
         found[backend] = json.loads(add["add"]["stats"])
 
@@ -128,6 +133,7 @@ def test_the_bridge_records_the_statistics_delta_spark_records_but_where_they_wo
     expected["maxValues"]["at"] = "2026-11-22T10:00:00.124Z"
     assert expected["nullCount"].pop("items") == 1
     assert found["delta-rs"] == expected
+    assert "c19" in expected["nullCount"] and "c20" not in expected["nullCount"]  # 12 + 20 leaves
 
 
 def _log_actions(table) -> list[dict]:
