@@ -61,44 +61,21 @@ def main() -> None:
     from shopguard.runtime import build_spark, configure_logging
 
     configure_logging()
-    common = [
-        "--set", f"tables.root={args.root}",
-        "--set", "spark.conf.spark.sql.shuffle.partitions=16",
-        "--set", f"generate.users={args.users}", "--set", f"generate.days={args.days}",
-        "--set", f"generate.seed={args.seed}",
-        "--set", "generate.anomaly_share=0.01", "--set", "generate.subtle_share=0.25",
-        "--set", "generate.anomaly_label_share=0.3", "--set", "generate.known_good_share=0.007",
-        "--set", "generate.label_noise=0.02",
-        "--set", "generate.unseen_share=0.003", "--set", "generate.wholesale_share=0.005",
-        "--set", "model.holdout_share=0.5",
-    ]  # fmt: skip
+    common = world(args.root, args.users, args.days, args.seed)
     settings = load_settings(overrides=[common[i + 1] for i in range(0, len(common), 2)])
     spark = build_spark(
         settings.spark.model_copy(update={"master": "local[*,4]"}),
         "shopguard-bench-quality",
         settings.storage,
     )
-    timings = {}
-
-    def step(name: str, main, argv: list[str]) -> None:
-        started = time.perf_counter()
-        main(argv)
-        timings[name] = time.perf_counter() - started
-        logging.getLogger("bench").info("%s: %.0f s", name, timings[name])
-
-    features_table = Path(args.root) / "features"
-    if not (args.reuse and features_table.exists()):
-        step("generate", job("generate"), ["--end-date", DAY.isoformat(), *common])
-        step("features", job("features"), ["--date", DAY.isoformat(), *common])
+    timings: dict[str, float] = {}
+    step = stepper(timings)
+    make_world(step, common, args.root, args.reuse)
     tables, scorers = [], {}  # model version: (mode, model seed)
     for mode in MODES:
         for seed in seeds:
-            table, run = scores_table(mode, seed), f"{mode} {seed}"
-            step(f"train {run}", job("train"), ["--date", DAY.isoformat(), "--mode", mode, *common,
-                                                "--set", f"model.seed={seed}"])  # fmt: skip
-            version = sorted(p.name for p in (Path(args.root) / "models").iterdir() if mode in p.name)[-1]
-            step(f"score {run}", job("score"), ["--date", DAY.isoformat(), "--model-version", version,
-                                                "--set", f"tables.scores={table}", *common])  # fmt: skip
+            table = scores_table(mode, seed)
+            version = train_and_score(step, common, args.root, mode, seed, table)
             tables += ["--scores-table", table]
             scorers[version] = (mode, seed)
     report = Path(args.root) / f"quality-{DAY.isoformat()}.html"
@@ -107,6 +84,51 @@ def main() -> None:
     _print_table(spark, args.root, report, timings, scorers)
     _print_wholesale(spark, args.root, seeds)
     spark.stop()
+
+
+def world(root: str, users: int, days: int, seed: int) -> list[str]:
+    """The generated world's settings, as `--set` arguments for every job (bench/churn.py uses it too)."""
+    return [
+        "--set", f"tables.root={root}",
+        "--set", "spark.conf.spark.sql.shuffle.partitions=16",
+        "--set", f"generate.users={users}", "--set", f"generate.days={days}",
+        "--set", f"generate.seed={seed}",
+        "--set", "generate.anomaly_share=0.01", "--set", "generate.subtle_share=0.25",
+        "--set", "generate.anomaly_label_share=0.3", "--set", "generate.known_good_share=0.007",
+        "--set", "generate.label_noise=0.02",
+        "--set", "generate.unseen_share=0.003", "--set", "generate.wholesale_share=0.005",
+        "--set", "model.holdout_share=0.5",
+    ]  # fmt: skip
+
+
+def stepper(timings: dict[str, float]):
+    """step(name, main, argv): runs a job's main() and records its seconds in `timings`."""
+
+    def step(name: str, main, argv: list[str]) -> None:
+        started = time.perf_counter()
+        main(argv)
+        timings[name] = time.perf_counter() - started
+        logging.getLogger("bench").info("%s: %.0f s", name, timings[name])
+
+    return step
+
+
+def make_world(step, common: list[str], root: str, reuse: bool) -> None:
+    """generate and features for DAY, unless `reuse` and the features table is there already."""
+    if not (reuse and (Path(root) / "features").exists()):
+        step("generate", job("generate"), ["--end-date", DAY.isoformat(), *common])
+        step("features", job("features"), ["--date", DAY.isoformat(), *common])
+
+
+def train_and_score(step, common: list[str], root: str, mode: str, seed: int, table: str) -> str:
+    """One training of `mode` at model.seed `seed`, and its scores of DAY into `table`; its model version."""
+    run = f"{mode} {seed}"
+    step(f"train {run}", job("train"), ["--date", DAY.isoformat(), "--mode", mode, *common,
+                                        "--set", f"model.seed={seed}"])  # fmt: skip
+    version = sorted(p.name for p in (Path(root) / "models").iterdir() if mode in p.name)[-1]
+    step(f"score {run}", job("score"), ["--date", DAY.isoformat(), "--model-version", version,
+                                        "--set", f"tables.scores={table}", *common])  # fmt: skip
+    return version
 
 
 def scores_table(mode: str, seed: int) -> str:
