@@ -1,15 +1,17 @@
 """How much a retraining changes the alerts: the default model trained once per model seed on one world
-(bench/quality.py's), each training scoring every user, then how far any two agree.
+(bench/quality.py's), each model scoring every user, then how far any two agree.
 
     .venv/bin/python bench/churn.py                         # 50,000 users, 10 trainings (~9 min, 2 cores)
     .venv/bin/python bench/churn.py --reuse --model-seeds 42,43,44
+    .venv/bin/python bench/churn.py --reuse --model-seeds 42,47 --trainings 5   # two models of five trainings
 
-For each pair of trainings: the share of one's top 1% that the other also ranks in its top 1%, the Jaccard
+For each pair of models: the share of one's top 1% that the other also ranks in its top 1%, the Jaccard
 overlap of their alerts (alert or block), how many of one's alerts on truly anomalous users and on the others
 the other raises too, which share of the alerts only one of them raises are on truly anomalous users, and the
-Spearman correlation of their scores. Then the same top-1% overlap for the
-mean scores of disjoint groups of three and of five trainings (random draws), the lever docs/quality.md
-weighs. Nothing is tuned here: the settings are the quality bench's, the figures as measured.
+Spearman correlation of their scores. Then, from six models or more, the same top-1% overlap for the mean
+scores of disjoint groups of three and of five models (random draws), which `--trainings` builds into one
+model (model.trainings). Nothing is tuned here: the settings are the quality bench's, the figures as
+measured.
 """
 
 from __future__ import annotations
@@ -57,15 +59,15 @@ def overlaps(scores: dict[int, pd.DataFrame], anomalous: set[str], groups: int =
         one, other = frames[a].score, frames[b].score
         right, wrong = alerts[a] & anomalous, alerts[a] - anomalous
         for name, value in (
-            ("one training: top 1% kept by another", len(top(one) & top(other)) / top_k),
-            ("one training: alerts, Jaccard", _share(alerts[a] & alerts[b], alerts[a] | alerts[b])),
-            ("one training: alerts on anomalous users kept", _share(right & alerts[b], right)),
-            ("one training: alerts on other users kept", _share(wrong & alerts[b], wrong)),
+            ("one model: top 1% kept by another", len(top(one) & top(other)) / top_k),
+            ("one model: alerts, Jaccard", _share(alerts[a] & alerts[b], alerts[a] | alerts[b])),
+            ("one model: alerts on anomalous users kept", _share(right & alerts[b], right)),
+            ("one model: alerts on other users kept", _share(wrong & alerts[b], wrong)),
             (
-                "one training: alerts only one raises, anomalous",
+                "one model: alerts only one raises, anomalous",
                 _share((alerts[a] ^ alerts[b]) & anomalous, alerts[a] ^ alerts[b]),
             ),
-            ("one training: Spearman of the scores", float(spearmanr(one, other).statistic)),
+            ("one model: Spearman of the scores", float(spearmanr(one, other).statistic)),
         ):
             found.setdefault(name, []).append(value)
     draw = random.Random(0)
@@ -75,7 +77,7 @@ def overlaps(scores: dict[int, pd.DataFrame], anomalous: set[str], groups: int =
         for _ in range(groups):
             picked = draw.sample(seeds, 2 * size)
             means = [sum(frames[s].score for s in half) / size for half in (picked[:size], picked[size:])]
-            found.setdefault(f"mean of {size}: top 1% kept by another group", []).append(
+            found.setdefault(f"mean of {size} models: top 1% kept by another group", []).append(
                 len(top(means[0]) & top(means[1])) / top_k
             )
     return pd.DataFrame(
@@ -107,6 +109,7 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="keep generated data, features and scores")
     parser.add_argument("--seed", type=int, default=7, help="the generator's seed")
     parser.add_argument("--model-seeds", default="42,43,44,45,46,47,48,49,50,51")
+    parser.add_argument("--trainings", type=int, default=1, help="model.trainings of each model")
     args = parser.parse_args()
     seeds = [int(seed) for seed in args.model_seeds.split(",")]
     quality = _quality()
@@ -118,7 +121,11 @@ def main() -> None:
     from shopguard.storage import open_storage
 
     configure_logging()
-    common = quality.world(args.root, args.users, args.days, args.seed)
+    common = [
+        *quality.world(args.root, args.users, args.days, args.seed),
+        "--set",
+        f"model.trainings={args.trainings}",
+    ]
     settings = load_settings(overrides=[common[i + 1] for i in range(0, len(common), 2)])
     spark = build_spark(
         settings.spark.model_copy(update={"master": "local[*,4]"}), "shopguard-bench-churn", settings.storage
@@ -128,7 +135,7 @@ def main() -> None:
     storage = open_storage(spark, settings.storage.backend)
     scores = {}
     for seed in seeds:
-        table = f"scores_churn_{seed}"
+        table = f"scores_churn_{seed}" if args.trainings == 1 else f"scores_churn_mean{args.trainings}_{seed}"
         if not (args.reuse and (Path(args.root) / table).exists()):
             quality.train_and_score(step, common, args.root, MODE, seed, table)
         today = storage.read(f"{args.root}/{table}", where=[("score_date", "=", day)])
@@ -136,7 +143,8 @@ def main() -> None:
     anomalous = set(storage.read(f"{args.root}/raw/truth").toPandas().user_id)
     spark.stop()
     alerted = sorted(int((s.action != "pass").sum()) for s in scores.values())
-    print(f"\n{len(seeds)} trainings of the {MODE} model; alerts per training {alerted}\n")
+    each = "" if args.trainings == 1 else f" (each the mean of {args.trainings} trainings)"
+    print(f"\n{len(seeds)} models{each} of the {MODE} model; alerts per model {alerted}\n")
     print(format_table(overlaps(scores, anomalous)))
 
 

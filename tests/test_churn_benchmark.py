@@ -23,13 +23,13 @@ def test_overlaps_count_what_two_trainings_share_at_the_top_and_in_their_alerts(
         "measure"
     )
 
-    assert found.loc["one training: top 1% kept by another", "mean"] == pytest.approx(1 / 2)
-    assert found.loc["one training: alerts, Jaccard", "mean"] == pytest.approx(1 / 3)
-    assert found.loc["one training: alerts on anomalous users kept", "mean"] == pytest.approx(1.0)
-    assert found.loc["one training: alerts on other users kept", "mean"] == pytest.approx(0.0)
-    assert found.loc["one training: Spearman of the scores", "mean"] < 1.0
-    assert found.loc["one training: alerts, Jaccard", "n"] == 1
-    assert "mean of 3: top 1% kept by another group" not in found.index  # needs six trainings
+    assert found.loc["one model: top 1% kept by another", "mean"] == pytest.approx(1 / 2)
+    assert found.loc["one model: alerts, Jaccard", "mean"] == pytest.approx(1 / 3)
+    assert found.loc["one model: alerts on anomalous users kept", "mean"] == pytest.approx(1.0)
+    assert found.loc["one model: alerts on other users kept", "mean"] == pytest.approx(0.0)
+    assert found.loc["one model: Spearman of the scores", "mean"] < 1.0
+    assert found.loc["one model: alerts, Jaccard", "n"] == 1
+    assert "mean of 3 models: top 1% kept by another group" not in found.index  # needs six trainings
 
 
 def test_overlaps_refuse_trainings_that_scored_different_users():

@@ -72,6 +72,14 @@ def test_bad_settings_fail_at_startup_naming_the_key(override, message):
         load_settings("local", overrides=[override])
 
 
+def test_averaging_trainings_of_a_model_that_is_not_the_ensemble_is_refused_naming_both_settings():
+    with pytest.raises(
+        ConfigError, match=r"model\.trainings \(3\) .* model\.unsupervised is 'log_autoencoder'"
+    ):
+        load_settings("local", overrides=["model.trainings=3", "model.unsupervised=log_autoencoder"])
+    assert load_settings("local", overrides=["model.trainings=3"]).model.trainings == 3
+
+
 def test_a_table_may_be_given_by_its_catalog_name_and_then_has_no_path_of_its_own():
     settings = load_settings("local", overrides=["tables.clicks=catalog:bronze.clicks"])
     assert settings.tables.catalog_name("clicks") == "bronze.clicks"

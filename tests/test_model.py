@@ -14,7 +14,8 @@ from shopguard.model import (
     train,
     validation_mask,
 )
-from shopguard.model.ensemble import LEVELS
+from shopguard.model.ensemble import LEVELS, split_output
+from shopguard.model.fitting import predict
 from shopguard.registry import (
     ModelIntegrityError,
     ModelNotFoundError,
@@ -139,6 +140,27 @@ def test_saved_model_reloads_in_safe_mode_and_scores_the_same(autoencoder, tmp_p
     assert np.allclose(
         batch_scores(reloaded, "autoencoder", x)[0], batch_scores(trained.model, "autoencoder", x)[0]
     )
+
+
+def test_the_mean_of_several_trainings_is_one_saved_model_that_scores_their_mean(autoencoder, tmp_path):
+    """model.trainings: the first training is the single one, seed for seed; the model scores the mean of
+    the trainings' scores, its thresholds are chosen on that mean, and it saves and reloads as one model."""
+    single, x = autoencoder
+    users = data()[1]
+    averaged = train(x, users, NAMES, FAST.model_copy(update={"trainings": 2}))
+    scores, explanation = batch_scores(averaged.model, "autoencoder", x)
+    each = [split_output(predict(averaged.model.get_layer(f"training_{k}"), x)[0])[0] for k in range(2)]
+
+    assert np.allclose(each[0], batch_scores(single.model, "autoencoder", x)[0], atol=1e-4)
+    assert not np.allclose(each[0], each[1], atol=1e-3)  # another seed, another model
+    assert np.allclose(scores, (each[0] + each[1]) / 2, atol=1e-5)
+    assert explanation.weight.shape == x.shape
+    assert averaged.thresholds["alert"] == pytest.approx(np.quantile(scores, 0.99), rel=1e-5)
+    assert averaged.normalisation["mean_of_trainings"] == 2
+    assert averaged.training["params"]["trainings"] == 2
+    save_model(averaged.model, {"mode": "autoencoder"}, str(tmp_path), "v1")
+    reloaded = keras_model_from_bytes(load_model(str(tmp_path)).model_bytes)
+    assert np.allclose(batch_scores(reloaded, "autoencoder", x)[0], scores, atol=1e-5)
 
 
 def test_a_tampered_model_file_is_refused(autoencoder, tmp_path):

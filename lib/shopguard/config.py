@@ -223,6 +223,9 @@ class ModelSettings(_Section):
     isolation_trees: int = Field(100, ge=0)
     neighbours: int = Field(20, ge=0)
     neighbour_reference: int = Field(2000, gt=0)
+    # the ensemble as the mean of this many whole trainings (model.seed, seed + 1000, ...) in one saved
+    # model: steadier alerts from one retraining to the next, at as many times the training and scoring time
+    trainings: int = Field(1, gt=0)
     hidden_units: list[int] = Field(default_factory=lambda: [32])
     latent_units: int = Field(2, gt=0)
     dropout: float = Field(0.1, ge=0, lt=1)
@@ -261,6 +264,11 @@ class ModelSettings(_Section):
             raise ValueError(
                 f"model.block_budget ({self.block_budget}) must be <= model.alert_budget "
                 f"({self.alert_budget})"
+            )
+        if self.trainings > 1 and self.unsupervised != "ensemble":
+            raise ValueError(
+                f"model.trainings ({self.trainings}) averages the ensemble's trainings; "
+                f"model.unsupervised is {self.unsupervised!r}: set it to 'ensemble' or trainings to 1"
             )
         if self.block_precision < self.alert_precision:
             raise ValueError(

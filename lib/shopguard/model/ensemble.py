@@ -37,6 +37,8 @@ Knots = Sequence[Sequence[float]] | np.ndarray  # (knots, features)
 
 # ECDF knots at every 5%: the outer ones stay below a few percent of anomalies sharing one value; past
 # them the Pareto tail takes over.
+FUSED = "shopguard_unsupervised"  # the name of the ensemble model, whatever it fuses
+
 LEVELS = np.round(np.arange(0.05, 0.9501, 0.05), 4)
 # A detector's z-score counts from here up: a user far *below* a detector's median is not more normal
 Z_FLOOR = -3.0
@@ -207,7 +209,25 @@ def with_fused_score(autoencoder: keras.Model, cdf: EmpiricalCDF, x_fit: np.ndar
         parts=True,
         name="fused_score",
     )([autoencoder.output, z, upper, lower])
-    return keras.Model(inputs, fused, name="shopguard_unsupervised")
+    return keras.Model(inputs, fused, name=FUSED)
+
+
+def mean_of(trainings: Sequence[keras.Model]) -> keras.Model:
+    """Several whole trainings of the ensemble as one model whose output is the mean of theirs, element by
+    element: the mean score, the mean of the reasons' weights and of the normal scores (the layout
+    [score, weight, z] is each training's). The thresholds are then chosen on the mean score."""
+    inputs = keras.Input(shape=tuple(trainings[0].input.shape[1:]), name="features")
+    outputs = [
+        keras.Model(model.input, model.output, name=f"training_{k}")(inputs)
+        for k, model in enumerate(trainings)
+    ]
+    return keras.Model(inputs, layers.Average(name="mean_of_trainings")(outputs), name=FUSED)
+
+
+def first_training(model: keras.Model) -> keras.Model:
+    """The model itself, or for a mean of trainings the first of them (where its layers can be looked up)."""
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return nested[0] if nested and model.name == FUSED else model
 
 
 def split_output(out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

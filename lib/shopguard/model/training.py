@@ -168,7 +168,12 @@ def _quality_warnings(metrics: dict[str, float], params: TrainingParams) -> list
 
 
 def _describe_normalisation(model: keras.Model) -> dict[str, Any]:
-    """What turns raw features into model units, for the metadata (it lives inside the model)."""
+    """What turns raw features into model units, for the metadata (it lives inside the model; in each of a
+    mean of trainings, the first described)."""
+    from shopguard.model.ensemble import first_training
+
+    trainings = sum(isinstance(layer, keras.Model) for layer in model.layers)
+    model = first_training(model)
     names = {layer.name for layer in model.layers}
     described: dict[str, Any] = {}
     if "empirical_cdf" in names:
@@ -178,6 +183,8 @@ def _describe_normalisation(model: keras.Model) -> dict[str, Any]:
         described = {"tail_score": "EmpiricalCDF (mid-rank ECDF per feature, Pareto tails past the 5th/95th "
                      "percentiles) -> tail probabilities", "fused_by_robust_z_scores":
                      ["tail_score", "autoencoder_error", *detectors]}  # fmt: skip
+        if trainings > 1:
+            described["mean_of_trainings"] = trainings
     normalisation = model.get_layer("normalisation")
     return {
         **described,
