@@ -35,10 +35,10 @@ Tensor = Any  # a Keras tensor: Keras ships no type information
 Floats = Sequence[float] | np.ndarray
 Knots = Sequence[Sequence[float]] | np.ndarray  # (knots, features)
 
-# ECDF knots at every 5%: the outer ones stay below a few percent of anomalies sharing one value; past
-# them the Pareto tail takes over.
 FUSED = "shopguard_unsupervised"  # the name of the ensemble model, whatever it fuses
 
+# ECDF knots at every 5%: the outer ones stay below a few percent of anomalies sharing one value; past
+# them the Pareto tail takes over.
 LEVELS = np.round(np.arange(0.05, 0.9501, 0.05), 4)
 # A detector's z-score counts from here up: a user far *below* a detector's median is not more normal
 Z_FLOOR = -3.0

@@ -76,6 +76,9 @@ def train(
     is_val = validation_mask(user_ids, params.validation_fraction)
     mode, why = resolve_mode(params, labels, ~is_val)
     log.info("mode %s: %s", mode, why)
+    if params.trainings > 1 and mode != "autoencoder":
+        log.info("model.trainings (%d) averages the unsupervised model's trainings: %s trains once",
+                 params.trainings, mode)  # fmt: skip
     params = params.model_copy(update={"mode": mode})
     device = training_device()
     log.info("training the %s model on %d rows x %d features on %s", params.mode, *x.shape, device)
