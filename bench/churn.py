@@ -91,7 +91,7 @@ def overlaps(scores: dict[int, pd.DataFrame], anomalous: set[str], groups: int =
                 "n": len(v),
             }
             for name, v in found.items()
-        ]  # fmt: skip
+        ]
     )
 
 
