@@ -6,6 +6,7 @@ import os
 import threading
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from conftest import plant_uncommitted_file, wait_for
 from deltalake import DeltaTable, write_deltalake
@@ -134,6 +135,24 @@ def test_the_bridge_records_the_statistics_delta_spark_records_but_where_they_wo
     assert expected["nullCount"].pop("items") == 1
     assert found["delta-rs"] == expected
     assert "c19" in expected["nullCount"] and "c20" not in expected["nullCount"]  # 12 + 20 leaves
+
+
+def test_a_nan_in_any_row_group_leaves_the_files_maximum_unknown(spark, tmp_path):
+    """Spark's writer puts NaN in a row group's maximum; a file's maximum taken over its row groups must not
+    drop it wherever that row group falls (the last one here), or a reader would skip rows `x > 5` keeps."""
+    from shopguard.storage.file_statistics import delta_statistics
+
+    df = spark.range(20_000).selectExpr(
+        "CASE WHEN id < 19990 THEN CAST(id % 5 AS DOUBLE) ELSE DOUBLE('NaN') END AS x"
+    )
+    df.coalesce(1).write.option("parquet.block.size", 4096).parquet(str(tmp_path / "p"))
+    (file,) = (tmp_path / "p").glob("*.parquet")
+    footer = pq.read_metadata(file)
+
+    assert footer.num_row_groups > 1
+    stats = json.loads(delta_statistics(footer))
+    assert stats["numRecords"] == 20_000 and stats["minValues"] == {"x": 0.0}
+    assert "x" not in stats["maxValues"]
 
 
 def _log_actions(table) -> list[dict]:

@@ -109,7 +109,16 @@ def _column_figures(footer: pq.FileMetaData, column: int, kind: pa.DataType) -> 
             highs.append(stats.max)
     if not ranged or not lows:
         return None, None, nulls
-    return _low(min(lows), kind), _high(max(highs), kind), nulls
+    # Spark's writer counts NaN as a float's largest value: one row group's NaN maximum leaves the file's
+    # maximum unknown (Python's max would skip it or not by the row groups' order), while its minimum is
+    # the least of the other values
+    lows = [v for v in lows if not _is_nan(v)]
+    high = None if any(_is_nan(v) for v in highs) else _high(max(highs), kind)
+    return (_low(min(lows), kind) if lows else None), high, nulls
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 def _has_range(kind: pa.DataType) -> bool:
