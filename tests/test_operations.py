@@ -241,11 +241,16 @@ def test_a_table_registered_at_another_location_stops_the_job_before_it_writes(s
             ).first()[0]
             assert counted == len(DeltaTable(str(moved / table)).to_pandas(partitions=day))
 
-        # an output given by its catalog name is written where the catalog says
+        # an output given by its catalog name is written where the catalog says, looked up once by the job
+        # (not again by its catalog check and its registration: each lookup reads the table's Delta log)
         version = DeltaTable(str(moved / "features")).version()
         by_name = ["--set", "tables.features=catalog:sg_moved.features"]
-        assert run("features", "--date", DAY, *settings, *catalog, *by_name) == ExitCode.OK
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="shopguard.storage"):
+            assert run("features", "--date", DAY, *settings, *catalog, *by_name) == ExitCode.OK
         assert DeltaTable(str(moved / "features")).version() == version + 1
+        lookups = [r.getMessage() for r in caplog.records if r.getMessage().startswith("catalog table ")]
+        assert lookups == [f"catalog table sg_moved.features: the Delta table at file:{moved}/features"]
     finally:
         spark.sql("DROP DATABASE sg_moved CASCADE")
 

@@ -93,14 +93,12 @@ class Tables:
     def __init__(self, storage: DeltaStorage, locations: TableSettings) -> None:
         self.storage = storage
         self.locations = locations
-        # tables given by their catalog name, looked up once, when the job starts
+        # tables given by their catalog name, looked up when the job starts (the storage keeps the answer)
         self._located = {
             name: storage.location_of(found)
             for name in TABLES
             if (found := locations.catalog_name(name)) is not None
         }
-        for name, location in self._located.items():
-            log.info("tables.%s: catalog table %s at %s", name, locations.catalog_name(name), location)
 
     def path(self, name: str) -> str:
         return self._located.get(name) or self.locations.path(name)

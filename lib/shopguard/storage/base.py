@@ -23,6 +23,7 @@ This module: the interface both implement, the errors, and the checks both share
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import time
@@ -39,6 +40,7 @@ from pyspark.sql import types as T
 
 from shopguard.storage.predicates import Clause, Predicate, check, check_plain, to_sql
 
+log = logging.getLogger("shopguard.storage")
 WriteMode = Literal["append", "overwrite"]
 
 # No job runs this long: files younger than this may belong to a write that has not committed yet.
@@ -110,6 +112,7 @@ class DeltaStorage(ABC):
         self.spark = spark
         self.storage_options = dict(storage_options or {})
         self._sound_logs: set[tuple[str, int]] = set()  # (path, version) whose replayed commits were checked
+        self._locations: dict[str, str] = {}  # catalog name -> location, looked up once per job
 
     def _refuse_empty_commits(
         self, path: str, version: int, replayed: Callable[[], Iterable[tuple[int, int]]]
@@ -186,7 +189,10 @@ class DeltaStorage(ABC):
     def location_of(self, name: str) -> str:
         """Where the Delta table registered in the session's catalog as `name` lives; StorageError naming
         what was found where it is missing, a view or not a Delta table. The catalog, not Delta, answers,
-        so both backends look tables up the same way."""
+        so both backends look tables up the same way. Answered once per name: a job's steps, its catalog
+        check and its registration share the answer (a DESCRIBE reads the table's Delta log, ~1 s)."""
+        if name in self._locations:
+            return self._locations[name]
         catalog = self.spark.conf.get("spark.sql.catalogImplementation", "in-memory")
         if not self.spark.catalog.tableExists(name):
             raise StorageError(
@@ -205,6 +211,8 @@ class DeltaStorage(ABC):
                 f"{name} is a {provider or 'Hive'} table at {location}, not a Delta table; convert it "
                 f"(CONVERT TO DELTA {name}) or give a Delta table"
             )
+        log.info("catalog table %s: the Delta table at %s", name, location)
+        self._locations[name] = str(location)
         return str(location)
 
     def _version_of(self, path: str, write_id: str) -> int:
