@@ -8,6 +8,8 @@ is fitted without labels on the whole of X and scores every row (the unsupervise
 the labels only measure ROC-AUC and PR-AUC. shopguard runs the model code the train and score jobs run
 (`shopguard.model.train`, then `batch_scores`) with the default `model:` settings of conf/base, on the
 matrix directly (no Spark). One configuration for every data set: nothing here is tuned per data set.
+`--set section.key=value` (as the jobs take it, repeatable) measures another configuration the same way,
+e.g. `--set model.trainings=5`; it is checked before any data set is read, and the JSON records it.
 
 Data sets above --max-rows rows are subsampled (stratified, the same rows for every detector and seed) so
 that the run takes minutes, not hours, on 2 cores. Prints a Markdown table (ROC-AUC and PR-AUC per data
@@ -19,14 +21,13 @@ PyOD is a benchmark-only dependency (pip install -e ".[bench]").
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import os
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,22 +40,24 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 Detector = Callable[[np.ndarray, int], np.ndarray]  # (X, seed) -> score per row, higher = more anomalous
 
 
-def shopguard(x: np.ndarray, seed: int) -> np.ndarray:
-    """The product's default unsupervised model, trained and applied exactly as the jobs do."""
-    from shopguard.model import TrainingParams, batch_scores, train
-
-    params = TrainingParams.from_settings(_settings().model, seed=seed, mode="autoencoder")
-    names = [f"f{j}" for j in range(x.shape[1])]
-    users = np.array([f"row-{i}" for i in range(len(x))], dtype=object)
-    trained = train(x.astype(np.float32), users, names, params)
-    return batch_scores(trained.model, trained.mode, x.astype(np.float32))[0]
-
-
-@functools.cache
-def _settings():
+def shopguard_with(overrides: Sequence[str] = ()) -> Detector:
+    """The product's unsupervised model with conf/base's `model:` settings (`overrides`, as `--set` gives
+    them, merged over them), trained and applied exactly as the jobs do. ConfigError, naming the setting,
+    when the overrides are not valid: raised here, before any data set is read."""
     from shopguard.config import load_settings
 
-    return load_settings()
+    settings = load_settings(overrides=list(overrides)).model
+
+    def shopguard(x: np.ndarray, seed: int) -> np.ndarray:
+        from shopguard.model import TrainingParams, batch_scores, train
+
+        params = TrainingParams.from_settings(settings, seed=seed, mode="autoencoder")
+        names = [f"f{j}" for j in range(x.shape[1])]
+        users = np.array([f"row-{i}" for i in range(len(x))], dtype=object)
+        trained = train(x.astype(np.float32), users, names, params)
+        return batch_scores(trained.model, trained.mode, x.astype(np.float32))[0]
+
+    return shopguard
 
 
 def _pyod(name: str, **kwargs) -> Detector:
@@ -85,8 +88,8 @@ def _standardised(x: np.ndarray) -> np.ndarray:
     return (x - x.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
 
 
-DETECTORS: dict[str, Detector] = {
-    "shopguard": shopguard,
+DETECTORS: dict[str, Detector | None] = {
+    "shopguard": None,  # shopguard_with(the --set overrides), built in main
     "isolation_forest": _pyod("IForest", n_estimators=100),
     "ecod": _pyod("ECOD"),
     "copod": _pyod("COPOD"),
@@ -185,8 +188,24 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--detectors", default=",".join(DETECTORS), help="comma-separated subset")
     parser.add_argument("--only", default="", help="comma-separated data set names (file stems) to run")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting for shopguard's model, as the jobs take it (repeatable)",
+    )
     args = parser.parse_args(argv)  # fmt: skip
 
+    unknown = [name for name in args.detectors.split(",") if name not in DETECTORS]
+    if unknown:
+        parser.error(f"unknown detector(s) {unknown}; expected some of {list(DETECTORS)}")
+    from shopguard.config import ConfigError
+
+    try:
+        ours = shopguard_with(args.set)
+    except ConfigError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
     files = sorted(args.data_dir.glob("*.npz"), key=lambda p: (len(p.stem), p.stem))
@@ -194,14 +213,15 @@ def main(argv: list[str] | None = None) -> None:
         files = [f for f in files if f.stem in args.only.split(",")]
     if not files:
         parser.error(f"no .npz files in {args.data_dir}")
-    chosen = {name: DETECTORS[name] for name in args.detectors.split(",")}
+    chosen = {name: DETECTORS[name] or ours for name in args.detectors.split(",")}
     started = time.perf_counter()
     results = evaluate(files, chosen, list(range(args.seeds)), args.max_rows)
     mean = summarise(results)
     print(markdown(results, mean))
     print(f"\n{len(files)} data sets, {args.seeds} seeds, {time.perf_counter() - started:.0f} s")
     if args.json:
-        args.json.write_text(json.dumps({"datasets": results, "mean": mean}, indent=1))
+        figures = {"datasets": results, "mean": mean, "settings": args.set}
+        args.json.write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

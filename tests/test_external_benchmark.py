@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from conftest import load_script
 
 
@@ -28,3 +29,26 @@ def test_the_external_benchmark_scores_every_detector_on_every_file_and_writes_j
         assert set(per_detector) == {"shopguard", "isolation_forest", "ecod"}
     assert figures["datasets"]["far"]["shopguard"]["roc_auc"] > 0.95  # points 8 sd away are found
     assert set(figures["mean"]["shopguard"]) >= {"roc_auc", "pr_auc", "mean_rank"}
+
+
+def test_a_setting_given_with_set_is_the_one_the_model_is_trained_with_and_is_recorded(tmp_path):
+    bench = external()
+    x = np.random.default_rng(1).normal(size=(200, 4))
+    x[:5] += 6.0
+    one, mean_of_two = bench.shopguard_with()(x, 0), bench.shopguard_with(["model.trainings=2"])(x, 0)
+    # model.trainings=2 trained a second model and averaged it in: other scores, the same five on top
+    assert not np.allclose(one, mean_of_two, rtol=1e-3)
+    assert set(np.argsort(-one)[:5]) == set(np.argsort(-mean_of_two)[:5]) == set(range(5))
+
+    np.savez(tmp_path / "set.npz", X=x, y=np.r_[np.ones(5), np.zeros(195)])
+    out = tmp_path / "figures.json"
+    bench.main(["--data-dir", str(tmp_path), "--json", str(out), "--seeds", "1", "--detectors", "shopguard",
+                "--set", "model.epochs=3"])  # fmt: skip
+    assert json.loads(out.read_text())["settings"] == ["model.epochs=3"]
+
+
+def test_a_setting_the_model_refuses_stops_the_bench_before_any_data_set_is_read(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        external().main(["--data-dir", str(tmp_path / "none"), "--set", "model.trainings=0"])
+    assert stopped.value.code == 2
+    assert "model.trainings: Input should be greater than 0" in capsys.readouterr().err
