@@ -49,10 +49,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # (rows to fit on, their labels (1, 0 or NaN: unknown) or None, rows to score, seed) -> score per scored
 # row, higher = more anomalous. The unsupervised protocol fits and scores the same rows, without labels.
 Detector = Callable[[np.ndarray, "np.ndarray | None", np.ndarray, int], np.ndarray]
-MIN_LABELLED = (
-    10  # labelled anomalies (and normal rows) at least: the semi_supervised mode needs 5 of each to
-)
-# fit on, after the validation rows (model.validation_fraction) are set aside
+# Labelled anomalies (and normal rows) at least: the semi_supervised mode needs 5 of each to fit on once the
+# validation rows (model.validation_fraction) are set aside, and stops the bench, naming it, where it has not.
+MIN_LABELLED = 10
 UNSUPERVISED = ("shopguard", "isolation_forest", "ecod", "copod", "hbos", "pca", "knn")
 LABELLED = ("shopguard", "shopguard_semi", "shopguard_classifier", "gbt", "isolation_forest", "ecod")
 
