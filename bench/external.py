@@ -38,8 +38,12 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from shopguard.config import ModelSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "benchmarks" / "adbench"
@@ -56,14 +60,26 @@ UNSUPERVISED = ("shopguard", "isolation_forest", "ecod", "copod", "hbos", "pca",
 LABELLED = ("shopguard", "shopguard_semi", "shopguard_classifier", "gbt", "isolation_forest", "ecod")
 
 
+# the detectors that are shopguard's own model, and the mode each trains
+SHOPGUARD = {
+    "shopguard": "autoencoder",
+    "shopguard_semi": "semi_supervised",
+    "shopguard_classifier": "classifier",
+}
+
+
 def shopguard_with(overrides: Sequence[str] = (), mode: str = "autoencoder") -> Detector:
     """The product's model in `mode` (the unsupervised default, or semi_supervised or classifier, which learn
     from the labels) with conf/base's `model:` settings (`overrides`, as `--set` gives them, merged over
-    them), trained and applied exactly as the jobs do. ConfigError, naming the setting, when the overrides
-    are not valid: raised here, before any data set is read."""
+    them). ConfigError, naming the setting, when the overrides are not valid: raised here, before any data
+    set is read."""
     from shopguard.config import load_settings
 
-    settings = load_settings(overrides=list(overrides)).model
+    return _shopguard(load_settings(overrides=list(overrides)).model, mode)
+
+
+def _shopguard(settings: ModelSettings, mode: str) -> Detector:
+    """The model in `mode`, trained and applied exactly as the jobs do."""
 
     def shopguard(x: np.ndarray, labels: np.ndarray | None, x_score: np.ndarray, seed: int) -> np.ndarray:
         from shopguard.model import TrainingParams, batch_scores, train
@@ -123,10 +139,7 @@ def _standardised(x: np.ndarray, fitted: np.ndarray) -> np.ndarray:
     return (x - fitted.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
 
 
-DETECTORS: dict[str, Detector | None] = {
-    "shopguard": None,  # shopguard_with(the --set overrides), built in main, as are the two below
-    "shopguard_semi": None,
-    "shopguard_classifier": None,
+OTHERS: dict[str, Detector] = {
     "gbt": _gbt,
     "isolation_forest": _pyod("IForest", n_estimators=100),
     "ecod": _pyod("ECOD"),
@@ -185,8 +198,8 @@ def evaluate(
         name = path.stem
         splits = {seed: labelled_split(y, labelled, seed) if labelled else None for seed in seeds}
         if labelled and any(split is None for split in splits.values()):
-            print(f"{name:>22} {x.shape!s:>12}: left out, fewer than {MIN_LABELLED} anomalies to label in its "
-                  "training split", file=sys.stderr, flush=True)  # fmt: skip
+            print(f"{name:>22} {x.shape!s:>12}: left out, fewer than {MIN_LABELLED} anomalies to label in "
+                  "its training split", file=sys.stderr, flush=True)  # fmt: skip
             continue
         results[name] = {}
         for detector, detect in detectors.items():
@@ -257,8 +270,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--detectors",
-        help=f"comma-separated, of {list(DETECTORS)} (default: {', '.join(UNSUPERVISED)}; with --labelled: "
-        f"{', '.join(LABELLED)})",
+        help=f"comma-separated, of {[*SHOPGUARD, *OTHERS]} (default: {', '.join(UNSUPERVISED)}; "
+        f"with --labelled: {', '.join(LABELLED)})",
     )
     parser.add_argument(
         "--labelled",
@@ -278,22 +291,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)  # fmt: skip
 
     names = (args.detectors or ",".join(LABELLED if args.labelled else UNSUPERVISED)).split(",")
-    unknown = [name for name in names if name not in DETECTORS]
+    unknown = [name for name in names if name not in SHOPGUARD and name not in OTHERS]
     if unknown:
-        parser.error(f"unknown detector(s) {unknown}; expected some of {list(DETECTORS)}")
+        parser.error(f"unknown detector(s) {unknown}; expected some of {[*SHOPGUARD, *OTHERS]}")
     if not 0 <= args.labelled <= 1:
         parser.error(f"--labelled is a share of the anomalies, 0 to 1; got {args.labelled}")
-    learners = [name for name in names if name in ("shopguard_semi", "shopguard_classifier", "gbt")]
+    learners = [name for name in names if name not in UNSUPERVISED]
     if learners and not args.labelled:
         parser.error(f"{learners} learn from labels: give --labelled SHARE, or leave them out")
-    from shopguard.config import ConfigError
+    from shopguard.config import ConfigError, load_settings
 
     try:
-        ours = {
-            "shopguard": shopguard_with(args.set),
-            "shopguard_semi": shopguard_with(args.set, "semi_supervised"),
-            "shopguard_classifier": shopguard_with(args.set, "classifier"),
-        }
+        settings = load_settings(overrides=args.set).model
     except ConfigError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=logging.WARNING)
@@ -303,7 +312,9 @@ def main(argv: list[str] | None = None) -> None:
         files = [f for f in files if f.stem in args.only.split(",")]
     if not files:
         parser.error(f"no .npz files in {args.data_dir}")
-    chosen = {name: DETECTORS[name] or ours[name] for name in names}
+    chosen = {
+        name: OTHERS[name] if name in OTHERS else _shopguard(settings, SHOPGUARD[name]) for name in names
+    }
     started = time.perf_counter()
     results = evaluate(files, chosen, list(range(args.seeds)), args.max_rows, args.labelled)
     if not results:
